@@ -1,0 +1,3 @@
+from mitoscale.cli import main
+
+raise SystemExit(main())

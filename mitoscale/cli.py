@@ -1,0 +1,73 @@
+"""The ``mitoscale`` command: one tool, one subcommand per task.
+
+Each stage's thin command-line layer lives in ``mitoscale/<stage>/cli.py`` and
+exposes ``register(subparsers)``; heavy imports (torch, dask) happen inside
+the handlers so ``mitoscale --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from mitoscale import __version__
+from mitoscale.errors import MitoscaleError
+
+#: modules whose ``register(subparsers)`` adds subcommands, in help order
+STAGE_CLIS = [
+    "mitoscale.pipeline.cli",    # run, status
+    "mitoscale.simulate.cli",    # simulate
+    "mitoscale.train.cli",       # train
+    "mitoscale.segment.cli",     # segment
+    "mitoscale.evaluate.cli",    # evaluate, baseline
+    "mitoscale.analyse.cli",     # analyze
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mitoscale",
+        description="Find every mitochondrion in fluorescence images and measure morphology, "
+                    "from a laptop to an HPC cluster.",
+    )
+    parser.add_argument("--version", action="version", version=f"mitoscale {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and tracebacks")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for modname in STAGE_CLIS:
+        try:
+            mod = importlib.import_module(modname)
+        except ModuleNotFoundError as exc:
+            if exc.name == modname:  # stage not built yet
+                continue
+            raise
+        mod.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        rc = args.func(args)
+    except MitoscaleError as exc:
+        if args.verbose:
+            raise
+        print(f"mitoscale {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("mitoscale: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+    return int(rc or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

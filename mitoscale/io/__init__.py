@@ -1,0 +1,1 @@
+"""Shared I/O: atomic writes and completion markers, instance tables, OME-Zarr."""

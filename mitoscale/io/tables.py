@@ -1,0 +1,316 @@
+"""The instance table: one row per mitochondrion, shared by every stage.
+
+The simulator's ground truth, ``mitoscale segment``, every baseline,
+``mitoscale evaluate`` and ``mitoscale analyze`` all read and write this one
+Parquet schema, so methods are compared and analysed alike.
+
+Masks are stored exactly, overlaps included: each row holds its own
+bounding-box crop of the boolean mask, bit-packed (``np.packbits``, C order,
+big bit order) in the binary column ``mask``.  :func:`table_to_masks` rebuilds
+every mask bit for bit.
+
+Columns
+-------
+image_id : str
+    Identifies the source image (file stem, corpus index, plate path).
+well : str
+    Plate well such as ``"B/3"``; ``""`` outside plates.
+field, t, z : int
+    Field of view, time point and z plane (0 when the axis is absent;
+    ``z = -1`` for a z max-projection).
+instance_id : int
+    1-based, unique within one location (image_id, well, field, t, z).
+pixel_size_um : float
+    Pixel size of the grid the mask lives on.
+image_height, image_width : int
+    Shape of that grid.
+bbox_y0, bbox_x0, bbox_y1, bbox_x1 : int
+    Half-open bounding box of the mask.
+mask : bytes
+    Bit-packed bbox crop.
+area_px, area_um2 : int, float
+centroid_y, centroid_x : float
+    In pixels of the grid.
+major_axis_length, minor_axis_length : float
+    In pixels (scikit-image ``regionprops`` definition).
+mean_intensity : float
+    Mean of the source image over the mask (NaN when no image is given).
+score : float
+    Predicted IoU / confidence (NaN for ground truth).
+
+Other columns (method-specific records such as simulated length) may follow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mitoscale.errors import InputError
+from mitoscale.io.atomic import atomic_write_bytes
+
+__all__ = [
+    "LOCATION_KEYS",
+    "SCHEMA",
+    "encode_mask",
+    "decode_mask",
+    "mask_properties",
+    "instances_to_table",
+    "table_to_masks",
+    "iter_locations",
+    "validate_table",
+    "write_table",
+    "read_table",
+    "empty_table",
+]
+
+LOCATION_KEYS = ["image_id", "well", "field", "t", "z"]
+
+SCHEMA: dict[str, str] = {
+    "image_id": "string",
+    "well": "string",
+    "field": "int32",
+    "t": "int32",
+    "z": "int32",
+    "instance_id": "int64",
+    "pixel_size_um": "float64",
+    "image_height": "int32",
+    "image_width": "int32",
+    "bbox_y0": "int32",
+    "bbox_x0": "int32",
+    "bbox_y1": "int32",
+    "bbox_x1": "int32",
+    "mask": "bytes",
+    "area_px": "int64",
+    "area_um2": "float64",
+    "centroid_y": "float64",
+    "centroid_x": "float64",
+    "major_axis_length": "float64",
+    "minor_axis_length": "float64",
+    "mean_intensity": "float64",
+    "score": "float64",
+}
+
+
+def encode_mask(mask: np.ndarray) -> tuple[tuple[int, int, int, int], bytes]:
+    """Bit-pack the bounding-box crop of a 2D boolean mask.
+
+    Returns
+    -------
+    bbox : (y0, x0, y1, x1)
+        Half-open bounding box; ``(0, 0, 0, 0)`` for an empty mask.
+    blob : bytes
+        ``np.packbits`` of the crop in C order.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be 2D, got shape {mask.shape}")
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return (0, 0, 0, 0), b""
+    cols = np.flatnonzero(mask.any(axis=0))
+    y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    return (int(y0), int(x0), int(y1), int(x1)), np.packbits(mask[y0:y1, x0:x1]).tobytes()
+
+
+def decode_mask(bbox: Sequence[int], blob: bytes) -> np.ndarray:
+    """Inverse of :func:`encode_mask`: the boolean bbox crop."""
+    y0, x0, y1, x1 = (int(v) for v in bbox)
+    h, w = y1 - y0, x1 - x0
+    if h <= 0 or w <= 0:
+        return np.zeros((max(h, 0), max(w, 0)), dtype=bool)
+    bits = np.unpackbits(np.frombuffer(blob, dtype=np.uint8), count=h * w)
+    return bits.reshape(h, w).astype(bool)
+
+
+def mask_properties(crop: np.ndarray, offset: tuple[int, int] = (0, 0)) -> dict[str, float]:
+    """Area, centroid and ellipse axes of one boolean mask crop.
+
+    Axis lengths follow scikit-image's ``regionprops`` (4 * sqrt of the
+    eigenvalues of the normalised second central moments).
+    """
+    ys, xs = np.nonzero(crop)
+    n = ys.size
+    if n == 0:
+        return dict(area_px=0, centroid_y=np.nan, centroid_x=np.nan,
+                    major_axis_length=0.0, minor_axis_length=0.0)
+    cy, cx = ys.mean(), xs.mean()
+    dy, dx = ys - cy, xs - cx
+    # regionprops uses the central moments normalised by area (population covariance)
+    cov = np.array([[np.mean(dy * dy), np.mean(dy * dx)], [np.mean(dy * dx), np.mean(dx * dx)]])
+    ev = np.clip(np.linalg.eigvalsh(cov), 0, None)
+    return dict(
+        area_px=int(n),
+        centroid_y=float(cy + offset[0]),
+        centroid_x=float(cx + offset[1]),
+        major_axis_length=float(4 * np.sqrt(ev[1])),
+        minor_axis_length=float(4 * np.sqrt(ev[0])),
+    )
+
+
+def empty_table() -> pd.DataFrame:
+    """A zero-row table with the schema's columns and dtypes."""
+    return _coerce(pd.DataFrame({c: [] for c in SCHEMA}))
+
+
+def _coerce(df: pd.DataFrame) -> pd.DataFrame:
+    for col, dtype in SCHEMA.items():
+        if col not in df:
+            continue
+        if dtype == "bytes":
+            df[col] = df[col].astype(object)
+        elif dtype == "string":
+            df[col] = df[col].astype(str)
+        else:
+            df[col] = df[col].astype(dtype)
+    return df
+
+
+def instances_to_table(
+    masks: Iterable[np.ndarray],
+    *,
+    image_id: str,
+    pixel_size_um: float,
+    image: np.ndarray | None = None,
+    scores: Sequence[float] | None = None,
+    instance_ids: Sequence[int] | None = None,
+    well: str = "",
+    field: int = 0,
+    t: int = 0,
+    z: int = 0,
+    extra: dict[str, Sequence] | None = None,
+) -> pd.DataFrame:
+    """Build the instance table of one 2D image from full-size boolean masks.
+
+    Parameters
+    ----------
+    masks : iterable of (H, W) bool arrays
+        One per instance; they may overlap.  Empty masks are dropped (and so
+        are their ``scores``/``extra`` entries).
+    image_id : str
+    pixel_size_um : float
+    image : (H, W) array, optional
+        Source intensities for ``mean_intensity``.
+    scores : sequence of float, optional
+    instance_ids : sequence of int, optional
+        Defaults to 1..n in order.
+    well, field, t, z : location keys
+    extra : dict of sequences, optional
+        Additional per-instance columns.
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
+    masks = list(masks)
+    n = len(masks)
+    rows = []
+    keep = []
+    for i, m in enumerate(masks):
+        m = np.asarray(m, dtype=bool)
+        bbox, blob = encode_mask(m)
+        if bbox[2] == bbox[0]:
+            continue
+        keep.append(i)
+        y0, x0, y1, x1 = bbox
+        crop = m[y0:y1, x0:x1]
+        props = mask_properties(crop, offset=(y0, x0))
+        mean_int = float(np.asarray(image)[y0:y1, x0:x1][crop].mean()) if image is not None else np.nan
+        rows.append(dict(
+            image_id=str(image_id), well=str(well), field=int(field), t=int(t), z=int(z),
+            instance_id=int(instance_ids[i]) if instance_ids is not None else len(rows) + 1,
+            pixel_size_um=float(pixel_size_um),
+            image_height=int(m.shape[0]), image_width=int(m.shape[1]),
+            bbox_y0=y0, bbox_x0=x0, bbox_y1=y1, bbox_x1=x1, mask=blob,
+            area_um2=props["area_px"] * float(pixel_size_um) ** 2,
+            mean_intensity=mean_int,
+            score=float(scores[i]) if scores is not None else np.nan,
+            **props,
+        ))
+    df = pd.DataFrame(rows, columns=list(SCHEMA)) if rows else empty_table()
+    if extra:
+        for key, values in extra.items():
+            values = list(values)
+            if len(values) != n:
+                raise ValueError(f"extra column {key!r} has {len(values)} values for {n} masks")
+            df[key] = [values[i] for i in keep]
+    return _coerce(df)
+
+
+def table_to_masks(df: pd.DataFrame, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Rebuild the (n, H, W) boolean mask stack of one image's rows, in row order."""
+    if shape is None:
+        if len(df) == 0:
+            raise ValueError("shape is required for an empty table")
+        shape = (int(df["image_height"].iloc[0]), int(df["image_width"].iloc[0]))
+    out = np.zeros((len(df), *shape), dtype=bool)
+    for k, row in enumerate(df.itertuples(index=False)):
+        y0, x0, y1, x1 = row.bbox_y0, row.bbox_x0, row.bbox_y1, row.bbox_x1
+        out[k, y0:y1, x0:x1] = decode_mask((y0, x0, y1, x1), row.mask)
+    return out
+
+
+def iter_locations(df: pd.DataFrame) -> Iterator[tuple[tuple, pd.DataFrame]]:
+    """Yield ``(key, rows)`` per 2D location (image_id, well, field, t, z), sorted."""
+    if len(df) == 0:
+        return
+    for key, rows in df.groupby(LOCATION_KEYS, sort=True):
+        yield key, rows
+
+
+def validate_table(df: pd.DataFrame, source: str = "table") -> pd.DataFrame:
+    """Check columns and dtypes; return the table coerced to the schema.
+
+    Raises
+    ------
+    InputError
+        Naming the missing or malformed columns, or a missing pixel size.
+    """
+    missing = [c for c in SCHEMA if c not in df.columns]
+    if missing:
+        raise InputError(f"{source}: not a mitoscale instance table, missing columns: {', '.join(missing)}")
+    if len(df) and (df["pixel_size_um"].isna().any() or (df["pixel_size_um"] <= 0).any()):
+        raise InputError(f"{source}: pixel_size_um is missing or non-positive in some rows")
+    try:
+        df = _coerce(df.copy())
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{source}: column has the wrong type ({exc})") from None
+    return df
+
+
+def write_table(df: pd.DataFrame, path: str | Path) -> None:
+    """Write a table to Parquet atomically (temporary file, then rename)."""
+    df = validate_table(df)
+    table = pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    atomic_write_bytes(path, sink.getvalue().to_pybytes())
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read one Parquet file or a directory of ``*.parquet`` parts, validated.
+
+    Parts are concatenated in sorted file-name order.
+    """
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(path.rglob("*.parquet"))
+    elif path.is_file():
+        files = [path]
+    else:
+        raise InputError(f"instance table not found: {path}")
+    if not files:
+        raise InputError(f"no Parquet files in {path}")
+    frames = []
+    for f in files:
+        try:
+            frames.append(pq.read_table(f).to_pandas())
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InputError(f"{f}: cannot read Parquet ({exc})") from None
+    df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    return validate_table(df, source=str(path))
