@@ -184,6 +184,8 @@ def instances_to_table(
     t: int = 0,
     z: int = 0,
     extra: dict[str, Sequence] | None = None,
+    offsets: Sequence[tuple[int, int]] | None = None,
+    shape: tuple[int, int] | None = None,
 ) -> pd.DataFrame:
     """Build the instance table of one 2D image from full-size boolean masks.
 
@@ -202,6 +204,11 @@ def instances_to_table(
     well, field, t, z : location keys
     extra : dict of sequences, optional
         Additional per-instance columns.
+    offsets : sequence of (y, x), optional
+        When given, each mask is a crop whose top-left pixel sits at this
+        offset in an image of ``shape`` (saves building full-size masks).
+    shape : (H, W), optional
+        Image shape; required with ``offsets``.
 
     Returns
     -------
@@ -209,6 +216,8 @@ def instances_to_table(
     """
     masks = list(masks)
     n = len(masks)
+    if offsets is not None and shape is None:
+        raise ValueError("shape is required with offsets")
     rows = []
     keep = []
     for i, m in enumerate(masks):
@@ -217,15 +226,17 @@ def instances_to_table(
         if bbox[2] == bbox[0]:
             continue
         keep.append(i)
-        y0, x0, y1, x1 = bbox
-        crop = m[y0:y1, x0:x1]
+        oy, ox = (int(offsets[i][0]), int(offsets[i][1])) if offsets is not None else (0, 0)
+        crop = m[bbox[0]:bbox[2], bbox[1]:bbox[3]]
+        y0, x0, y1, x1 = bbox[0] + oy, bbox[1] + ox, bbox[2] + oy, bbox[3] + ox
+        height, width = shape if shape is not None else m.shape
         props = mask_properties(crop, offset=(y0, x0))
         mean_int = float(np.asarray(image)[y0:y1, x0:x1][crop].mean()) if image is not None else np.nan
         rows.append(dict(
             image_id=str(image_id), well=str(well), field=int(field), t=int(t), z=int(z),
             instance_id=int(instance_ids[i]) if instance_ids is not None else len(rows) + 1,
             pixel_size_um=float(pixel_size_um),
-            image_height=int(m.shape[0]), image_width=int(m.shape[1]),
+            image_height=int(height), image_width=int(width),
             bbox_y0=y0, bbox_x0=x0, bbox_y1=y1, bbox_x1=x1, mask=blob,
             area_um2=props["area_px"] * float(pixel_size_um) ** 2,
             mean_intensity=mean_int,
