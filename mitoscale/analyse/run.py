@@ -1,0 +1,124 @@
+"""``mitoscale analyze``: instance tables + conditions -> Dataset, CSVs and figures.
+
+Outputs in ``OUT``::
+
+    morphology.nc            the xarray Dataset (netCDF4 via h5netcdf)
+    per_image.csv            one row per (image, class)
+    per_condition.csv        one row per (condition, class), means and CIs
+    fig_a_counts.{png,pdf}, fig_b_count_fraction.{png,pdf}, fig_c_area_fraction.{png,pdf}
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from mitoscale.analyse.conditions import assign_conditions, read_conditions
+from mitoscale.analyse.config import AnalyseConfig
+from mitoscale.analyse.dataset import build_dataset, dataset_to_frames
+from mitoscale.analyse.morphology import per_image_summary
+from mitoscale.errors import InputError
+
+__all__ = ["load_tables", "analyse_tables", "write_outputs"]
+
+log = logging.getLogger(__name__)
+
+
+def load_tables(paths: Sequence[str | Path]) -> pd.DataFrame:
+    """Read and concatenate instance tables (files or directories of parts), validated."""
+    from mitoscale.io.tables import LOCATION_KEYS, read_table
+
+    frames = [read_table(p) for p in paths]
+    df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    dup = df.duplicated(subset=[*LOCATION_KEYS, "instance_id"])
+    if dup.any():
+        row = df[dup].iloc[0]
+        raise InputError(f"image {row['image_id']!r} appears in more than one table (duplicate instance ids)")
+    return df
+
+
+def analyse_tables(df: pd.DataFrame, conditions_csv: str | Path, cfg: AnalyseConfig | None = None,
+                   *, attrs: dict | None = None):
+    """Classify instances, map conditions and aggregate.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Validated instance table(s).
+    conditions_csv : path
+        See :func:`mitoscale.analyse.conditions.read_conditions`.
+    cfg : AnalyseConfig, optional
+    attrs : dict, optional
+        Extra attributes for the Dataset (method name, input paths).
+
+    Returns
+    -------
+    xarray.Dataset
+    """
+    cfg = cfg or AnalyseConfig()
+    if len(df) == 0:
+        raise InputError("the instance tables hold no instances")
+    per_image = per_image_summary(df, cfg.dot_max_area_um2, cfg.min_area_um2)
+    cond = read_conditions(conditions_csv)
+    per_image["condition"] = assign_conditions(per_image, cond, source=str(conditions_csv)).to_numpy()
+    missing = per_image["condition"].isna()
+    if missing.any():
+        log.warning("%d image(s) not listed in %s are left out, e.g. %s", int(missing.sum()),
+                    conditions_csv, per_image.loc[missing, "image"].iloc[0])
+        per_image = per_image[~missing].reset_index(drop=True)
+    order = cfg.condition_order or list(dict.fromkeys(cond["condition"]))
+    unknown = [c for c in order if c not in set(cond["condition"])]
+    if unknown:
+        raise InputError(f"condition_order names {unknown[0]!r}, which the conditions file does not use")
+    order += [c for c in dict.fromkeys(cond["condition"]) if c not in order]
+    return build_dataset(
+        per_image, order, n_bootstrap=cfg.n_bootstrap, ci=cfg.ci, seed=cfg.seed,
+        attrs=dict(dot_max_area_um2=cfg.dot_max_area_um2, min_area_um2=cfg.min_area_um2,
+                   conditions_csv=str(conditions_csv), **(attrs or {})),
+    )
+
+
+def write_outputs(ds, out_dir: str | Path, *, suptitle: str = "") -> dict[str, Path]:
+    """Write netCDF, the two CSVs and the three figures; returns their paths by name."""
+    import tempfile
+
+    from mitoscale.analyse.plots import plot_all
+    from mitoscale.io.atomic import atomic_write_bytes, atomic_write_text
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    nc = out_dir / "morphology.nc"
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".nc-") as tmp:
+        tmp_nc = Path(tmp) / "m.nc"
+        ds.to_netcdf(tmp_nc, engine="h5netcdf")
+        atomic_write_bytes(nc, tmp_nc.read_bytes())
+    per_image, per_condition = dataset_to_frames(ds)
+    atomic_write_text(out_dir / "per_image.csv", per_image.to_csv(index=False))
+    atomic_write_text(out_dir / "per_condition.csv", per_condition.to_csv(index=False))
+    figs = plot_all(ds, out_dir, suptitle=suptitle)
+    return dict(netcdf=nc, per_image=out_dir / "per_image.csv",
+                per_condition=out_dir / "per_condition.csv", **{p.name: p for p in figs})
+
+
+def format_summary(ds) -> str:
+    """Plain-text table of the per-condition means (printed by the CLI)."""
+    lines = [f"dot: area <= {ds.attrs['dot_max_area_um2']:g} um^2; mean over images "
+             f"[{ds.attrs['ci']:.0%} bootstrap CI]",
+             f"{'condition':<16}{'n':>4}  {'dots/img':>9} {'rods/img':>9}  {'dot share (count)':>24}  "
+             f"{'dot share (area)':>24}"]
+    for cond in ds["condition"].to_numpy():
+        s = ds.sel(condition=cond)
+
+        def ci(v):
+            m = float(s[f"mean_{v}"].sel({"class": "dot"}))
+            lo, hi = (float(x) for x in s[f"ci_{v}"].sel({"class": "dot"}).to_numpy())
+            return f"{m:.3f} [{lo:.3f}, {hi:.3f}]"
+
+        lines.append(
+            f"{str(cond):<16}{int(s['n_images']):>4}  {float(s['mean_count'].sel({'class': 'dot'})):>9.1f} "
+            f"{float(s['mean_count'].sel({'class': 'rod'})):>9.1f}  {ci('count_fraction'):>24}  "
+            f"{ci('area_fraction'):>24}")
+    return "\n".join(lines)
