@@ -62,6 +62,16 @@ MODEL_SPECS: dict[str, ModelSpec] = {
                        notes="6 blocks x 256 wide, patch 8"),
     "vit_b_512": ModelSpec("vit_b_512", 768, 12, 12, (2, 5, 8, 11), img_size=512,
                            notes="vit_b at 512 px input (encoder-cache benchmarks)"),
+    # The shipped CPU model (mitoscale/weights/mitoscale-small): 256 px tiles
+    # (20.5 um at 80 nm), patch 8 -> 32x32 embedding, 128x128 low-res masks
+    # (2 px per mask pixel for 2.5-6 px wide mitochondria).  Global attention
+    # over 1024 tokens is cheap, unlike over 4096 at 512 px (measured in
+    # benchmarks/RESULTS_train.md): ~0.04 s per tile forward on 2 cores.
+    "mito256": ModelSpec("mito256", 128, 4, 4, (1, 3), img_size=256, patch_size=8, window_size=8,
+                         notes="shipped CPU model: 4 blocks x 128, 256 px input, patch 8"),
+    # Test-sized model: seconds per step, for unit tests and smoke runs only.
+    "micro": ModelSpec("micro", 32, 1, 2, (0,), img_size=128, patch_size=8, window_size=8,
+                       decoder_mlp_dim=256, notes="test-only: 1 block x 32, 128 px input"),
 }
 
 
