@@ -180,14 +180,10 @@ def simulate_image(
 
     kept_masks = [masks[k] for k in kept]
     labels, layer_of = layer_labels(kept_masks, (h, w), c.max_label_layers)
-    full = []
-    for (y0, x0, y1, x1), crop in kept_masks:
-        mm = np.zeros((h, w), dtype=bool)
-        mm[y0:y1, x0:x1] = crop
-        full.append(mm)
     kt = [tubes[k] for k in kept]
     table = instances_to_table(
-        full, image_id=image_id(index), pixel_size_um=p / 1000.0, image=image, z=-1,
+        [crop for _, crop in kept_masks], offsets=[bbox[:2] for bbox, _ in kept_masks], shape=(h, w),
+        image_id=image_id(index), pixel_size_um=p / 1000.0, image=image, z=-1,
         extra=dict(
             length_nm=[t.length_nm for t in kt],
             width_nm=[t.width_nm for t in kt],
