@@ -15,13 +15,17 @@ CLASSES = ("dot", "rod")
 def classify(area_um2, dot_max_area_um2: float) -> np.ndarray:
     """``"dot"`` where ``area_um2 <= dot_max_area_um2``, else ``"rod"``.
 
+    The comparison allows a relative 1e-9 for float rounding, so an area of
+    exactly the boundary (128 px at 100 nm = 1.28 µm², computed as
+    1.2800000000000002) is a dot, as it is at 200 px and 80 nm.
+
     Examples
     --------
     >>> classify([0.5, 1.28, 1.3], 1.28).tolist()
     ['dot', 'dot', 'rod']
     """
     area = np.asarray(area_um2, dtype=float)
-    return np.where(area <= dot_max_area_um2, "dot", "rod")
+    return np.where(area <= dot_max_area_um2 * (1 + 1e-9), "dot", "rod")
 
 
 def image_labels(df: pd.DataFrame) -> pd.Series:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mitoscale.io.tables import SCHEMA, empty_table, encode_mask, mask_properties, validate_table
+from mitoscale.io.tables import instances_to_table
 
 __all__ = ["labels_to_table"]
 
@@ -21,11 +21,10 @@ def labels_to_table(
     t: int = 0,
     z: int = 0,
 ) -> pd.DataFrame:
-    """Instance table of a 2D label image, built crop by crop.
+    """Instance table of a 2D label image, built from per-object crops.
 
-    Unlike :func:`mitoscale.io.tables.instances_to_table` this never builds a
-    full-size mask per instance, so a 1024x1024 frame with hundreds of
-    objects costs one pass over ``scipy.ndimage.find_objects``.
+    Never builds a full-size mask per instance: objects are cut out with
+    ``scipy.ndimage.find_objects`` and passed as crops with offsets.
 
     Parameters
     ----------
@@ -46,26 +45,11 @@ def labels_to_table(
     labels = np.asarray(labels)
     if labels.ndim != 2:
         raise ValueError(f"labels must be 2D, got shape {labels.shape}")
-    h, w = labels.shape
-    rows = []
+    crops, offsets = [], []
     for value, slc in enumerate(ndi.find_objects(labels.astype(np.int64, copy=False)), start=1):
         if slc is None:
             continue
-        crop = labels[slc] == value
-        (cy0, cx0, cy1, cx1), blob = encode_mask(crop)
-        y0, x0 = slc[0].start + cy0, slc[1].start + cx0
-        crop = crop[cy0:cy1, cx0:cx1]
-        props = mask_properties(crop, offset=(y0, x0))
-        mean_int = (float(np.asarray(image)[y0:y0 + crop.shape[0], x0:x0 + crop.shape[1]][crop].mean())
-                    if image is not None else np.nan)
-        rows.append(dict(
-            image_id=str(image_id), well=str(well), field=int(field), t=int(t), z=int(z),
-            instance_id=len(rows) + 1, pixel_size_um=float(pixel_size_um),
-            image_height=h, image_width=w,
-            bbox_y0=int(y0), bbox_x0=int(x0), bbox_y1=int(y0 + crop.shape[0]), bbox_x1=int(x0 + crop.shape[1]),
-            mask=blob, area_um2=props["area_px"] * float(pixel_size_um) ** 2,
-            mean_intensity=mean_int, score=np.nan, **props,
-        ))
-    if not rows:
-        return empty_table()
-    return validate_table(pd.DataFrame(rows, columns=list(SCHEMA)))
+        crops.append(labels[slc] == value)
+        offsets.append((slc[0].start, slc[1].start))
+    return instances_to_table(crops, offsets=offsets, shape=labels.shape, image_id=image_id,
+                              pixel_size_um=pixel_size_um, image=image, well=well, field=field, t=t, z=z)
