@@ -1,0 +1,379 @@
+"""OME-Zarr input and label output (NGFF 0.4 on Zarr v2, NGFF 0.5 on Zarr v3).
+
+Reading
+-------
+:func:`open_ome_zarr` turns a store into a list of :class:`ImageSource`, one
+per image: a single multiscale image, or every field of every well of an HCS
+plate.  Each source holds the full-resolution level as a *lazy* dask array,
+its axes (any subset of ``t, c, z, y, x`` in NGFF order), the y/x pixel size
+in µm read from the NGFF ``scale`` transforms and axis units, and its
+location keys (``image_id``, ``well``, ``field``).
+
+:func:`iter_frames` (in :mod:`mitoscale.io.images`, shared by every input
+kind) then yields the 2D frames (one per ``t`` and ``z``, or per ``t`` with a
+z max-projection) with their location keys.  Baselines and the segmenter
+read inputs through these same two calls, so they see identical pixels::
+
+    from mitoscale.io.images import open_image, iter_frames
+    for src in open_image("plate.ome.zarr"):           # or a TIFF/PNG folder
+        for frame in iter_frames(src, channel=0, z_mode="max"):
+            img = frame.data.compute()                  # (Y, X) numpy array
+            frame.keys                                  # image_id/well/field/t/z
+
+Pixel size rules: the y/x ``scale`` of the first dataset (times any
+multiscale-level ``scale``) converted from the axis ``unit`` to µm.  Axes
+without a unit and a scale of exactly 1 carry no physical size, which is
+reported as missing; ``pixel_size_um`` given by the caller overrides the
+metadata.  Anisotropic y/x pixels are rejected.
+
+Writing
+-------
+:func:`create_label_image` makes ``<image group>/labels/<name>`` in an output
+store (same NGFF version as the input) with the ``image-label`` metadata and
+the input's scale; :func:`write_label_frame` fills one 2D frame of it.  Each
+frame lives in its own chunks, so frames written by different workers never
+touch the same chunk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import field as _field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mitoscale.errors import InputError
+
+__all__ = [
+    "KNOWN_AXES",
+    "ImageSource",
+    "is_ome_zarr",
+    "open_ome_zarr",
+    "unit_to_um",
+    "create_label_image",
+    "write_label_frame",
+    "label_axes",
+]
+
+KNOWN_AXES = ("t", "c", "z", "y", "x")
+
+_UNIT_UM = {
+    "angstrom": 1e-4, "nanometer": 1e-3, "nm": 1e-3, "micrometer": 1.0, "micron": 1.0,
+    "um": 1.0, "µm": 1.0, "millimeter": 1e3, "mm": 1e3, "centimeter": 1e4, "meter": 1e6,
+}
+
+
+@dataclass
+class ImageSource:
+    """One image to segment: a lazy array with axes, pixel size and location.
+
+    Attributes
+    ----------
+    data : dask.array.Array
+        Full-resolution pixels, dimensions named by ``axes``.
+    axes : tuple of str
+        Subset of ``t, c, z, y, x`` in array order.
+    pixel_size_um : float or None
+        y/x pixel size in µm (``None`` when unknown).
+    image_id, well, field : location keys of the instance table.
+    path : str
+        Where the image lives (store path plus group path), for messages.
+    group_path : str
+        Group of the image inside its store (``""`` for a root image,
+        ``"A/1/0"`` for a plate field); the output mirrors it.
+    scale : dict of str to float
+        NGFF scale per axis (used for the output label image).
+    units : dict of str to str
+        NGFF unit per axis, where given.
+    ngff_version : str
+        ``"0.4"`` or ``"0.5"`` (``""`` for non-Zarr inputs).
+    channel_names : list of str
+    """
+
+    data: Any
+    axes: tuple[str, ...]
+    pixel_size_um: float | None
+    image_id: str
+    well: str = ""
+    field: int = 0
+    path: str = ""
+    group_path: str = ""
+    scale: dict[str, float] = _field(default_factory=dict)
+    units: dict[str, str] = _field(default_factory=dict)
+    ngff_version: str = ""
+    channel_names: list[str] = _field(default_factory=list)
+
+    def size(self, axis: str) -> int:
+        """Length of ``axis`` (1 when the axis is absent)."""
+        return int(self.data.shape[self.axes.index(axis)]) if axis in self.axes else 1
+
+
+def unit_to_um(unit: str | None) -> float | None:
+    """Factor that converts a length in ``unit`` to µm (``None`` if not a length unit)."""
+    if unit is None:
+        return None
+    return _UNIT_UM.get(str(unit).strip().lower())
+
+
+def _attrs(group) -> dict:
+    """NGFF attributes of a group: under ``ome`` (0.5) or at the top (<= 0.4)."""
+    attrs = dict(group.attrs)
+    if "ome" in attrs and isinstance(attrs["ome"], dict):
+        ome = dict(attrs["ome"])
+        ome.setdefault("version", ome.get("version", "0.5"))
+        return ome
+    return attrs
+
+
+def is_ome_zarr(path: str | Path) -> bool:
+    """True when ``path`` is a Zarr group with NGFF image or plate metadata."""
+    path = Path(path)
+    if not path.is_dir():
+        return False
+    if not any((path / n).exists() for n in ("zarr.json", ".zgroup", ".zattrs")):
+        return False
+    try:
+        import zarr
+
+        attrs = _attrs(zarr.open_group(str(path), mode="r"))
+    except Exception:  # noqa: BLE001 - any unreadable store is "not OME-Zarr"
+        return False
+    return "multiscales" in attrs or "plate" in attrs
+
+
+def _parse_axes(ms: dict, ndim: int, where: str) -> tuple[str, ...]:
+    raw = ms.get("axes")
+    if raw is None:  # NGFF <= 0.2 always has 5D tczyx
+        names = list(KNOWN_AXES[-ndim:])
+    else:
+        names = [a["name"] if isinstance(a, dict) else str(a) for a in raw]
+    names = [str(n).lower() for n in names]
+    unknown = [n for n in names if n not in KNOWN_AXES]
+    if unknown or len(set(names)) != len(names):
+        raise InputError(f"{where}: unknown axes {names} (allowed: any subset of t, c, z, y, x)")
+    if "y" not in names or "x" not in names:
+        raise InputError(f"{where}: axes {names} lack y and x")
+    if len(names) != ndim:
+        raise InputError(f"{where}: metadata names {len(names)} axes {names} but the array has {ndim} dimensions")
+    order = [KNOWN_AXES.index(n) for n in names]
+    if order != sorted(order):
+        raise InputError(f"{where}: axes {names} are not in NGFF order t, c, z, y, x")
+    return tuple(names)
+
+
+def _scale_of(ms: dict, dataset: dict, ndim: int) -> list[float]:
+    scale = [1.0] * ndim
+    for transforms in (dataset.get("coordinateTransformations") or [],
+                       ms.get("coordinateTransformations") or []):
+        for tr in transforms:
+            if tr.get("type") == "scale" and "scale" in tr:
+                scale = [a * float(b) for a, b in zip(scale, tr["scale"])]
+    return scale
+
+
+def _units_of(ms: dict) -> dict[str, str]:
+    out = {}
+    for a in ms.get("axes") or []:
+        if isinstance(a, dict) and a.get("unit"):
+            out[str(a["name"]).lower()] = str(a["unit"])
+    return out
+
+
+def _pixel_size(scale: dict[str, float], units: dict[str, str], where: str) -> float | None:
+    sizes = []
+    for ax in ("y", "x"):
+        s = scale.get(ax, 1.0)
+        unit = units.get(ax)
+        if unit is None:
+            if s == 1.0:
+                return None  # no physical size recorded
+            factor = 1.0  # unit-less but scaled: NGFF convention is micrometer
+        else:
+            factor = unit_to_um(unit)
+            if factor is None:
+                raise InputError(f"{where}: axis {ax!r} has unit {unit!r}, not a length unit")
+        sizes.append(s * factor)
+    py, px = sizes
+    if py <= 0 or px <= 0:
+        raise InputError(f"{where}: non-positive pixel size {py} x {px} µm")
+    if abs(py - px) > 0.01 * max(py, px):
+        raise InputError(f"{where}: anisotropic pixels ({py} x {px} µm) are not supported")
+    return float(px)
+
+
+def _open_multiscale(store_root: Path, group_path: str, *, image_id: str, well: str = "",
+                     field: int = 0, pixel_size_um: float | None = None) -> ImageSource:
+    import dask.array as da
+    import zarr
+
+    where = str(store_root / group_path) if group_path else str(store_root)
+    try:
+        root = zarr.open_group(str(store_root), mode="r")
+        group = root[group_path] if group_path else root
+    except Exception as exc:  # noqa: BLE001
+        raise InputError(f"{where}: cannot open Zarr group ({exc.__class__.__name__}: {exc})") from None
+    attrs = _attrs(group)
+    if "multiscales" not in attrs or not attrs["multiscales"]:
+        raise InputError(f"{where}: no NGFF 'multiscales' metadata")
+    ms = attrs["multiscales"][0]
+    version = str(ms.get("version") or attrs.get("version") or "")
+    datasets = ms.get("datasets") or []
+    if not datasets:
+        raise InputError(f"{where}: 'multiscales' lists no datasets")
+    try:
+        arr = group[datasets[0]["path"]]
+    except Exception as exc:  # noqa: BLE001
+        raise InputError(f"{where}: dataset {datasets[0].get('path')!r} missing ({exc})") from None
+    axes = _parse_axes(ms, arr.ndim, where)
+    scale = dict(zip(axes, _scale_of(ms, datasets[0], arr.ndim)))
+    units = _units_of(ms)
+    meta_ps = _pixel_size(scale, units, where)
+    if 0 in arr.shape:
+        raise InputError(f"{where}: image is empty (shape {tuple(arr.shape)})")
+    channels = [str(c.get("label", i)) for i, c in enumerate((attrs.get("omero") or {}).get("channels", []))]
+    return ImageSource(
+        data=da.from_zarr(arr),
+        axes=axes,
+        pixel_size_um=float(pixel_size_um) if pixel_size_um is not None else meta_ps,
+        image_id=image_id, well=well, field=field,
+        path=where, group_path=group_path, scale=scale, units=units,
+        ngff_version=version or ("0.5" if arr.metadata.zarr_format == 3 else "0.4"),
+        channel_names=channels,
+    )
+
+
+def open_ome_zarr(path: str | Path, pixel_size_um: float | None = None) -> list[ImageSource]:
+    """Open an OME-Zarr image or HCS plate as a list of :class:`ImageSource`.
+
+    Parameters
+    ----------
+    path : path
+        Root of the store (an image group or a plate group).
+    pixel_size_um : float, optional
+        Overrides the NGFF scale metadata.
+
+    Returns
+    -------
+    list of ImageSource
+        One image, or one per (well, field) of a plate in plate order.
+
+    Raises
+    ------
+    InputError
+        Not a readable OME-Zarr, unknown axes, inconsistent metadata.
+    """
+    import zarr
+
+    path = Path(path)
+    try:
+        root = zarr.open_group(str(path), mode="r")
+    except Exception as exc:  # noqa: BLE001
+        raise InputError(f"{path}: not a readable Zarr store ({exc.__class__.__name__})") from None
+    attrs = _attrs(root)
+    image_id = path.name.split(".")[0] or path.name
+    if "plate" in attrs:
+        plate = attrs["plate"]
+        sources = []
+        for w in plate.get("wells", []):
+            wpath = w["path"]
+            try:
+                wattrs = _attrs(root[wpath])
+            except KeyError:
+                raise InputError(f"{path}: plate lists well {wpath!r} that is missing") from None
+            images = (wattrs.get("well") or {}).get("images", [])
+            for fi, img in enumerate(images):
+                sources.append(_open_multiscale(path, f"{wpath}/{img['path']}", image_id=image_id,
+                                                well=wpath, field=fi, pixel_size_um=pixel_size_um))
+        if not sources:
+            raise InputError(f"{path}: plate has no fields")
+        return sources
+    if "multiscales" in attrs:
+        return [_open_multiscale(path, "", image_id=image_id, pixel_size_um=pixel_size_um)]
+    raise InputError(f"{path}: Zarr group has neither NGFF 'multiscales' nor 'plate' metadata")
+
+
+# ----------------------------------------------------------------------------- output
+
+
+def label_axes(src: ImageSource, z_mode: str) -> tuple[str, ...]:
+    """Axes of the label image made from ``src``: no channel, no z when projected."""
+    return tuple(a for a in src.axes if a != "c" and not (a == "z" and z_mode == "max"))
+
+
+def _fmt(version: str):
+    from ome_zarr.format import FormatV04, FormatV05
+
+    return FormatV04() if version == "0.4" else FormatV05()
+
+
+def create_label_image(out_root: str | Path, src: ImageSource, *, z_mode: str = "max",
+                       name: str = "mitochondria", version: str | None = None,
+                       dtype: str = "uint32", max_chunk: int = 4096) -> str:
+    """Create (or reopen) ``<group>/labels/<name>`` for ``src`` in an output store.
+
+    The group path mirrors the input (``""`` or ``"A/1/0"``), the axes are
+    the input's without ``c`` (and without ``z`` for a max projection) and
+    the scale and units are the input's, so viewers overlay it on the input.
+    Chunks hold exactly one 2D frame (split in y/x beyond ``max_chunk``).
+
+    Returns
+    -------
+    str
+        Path of the label array's group inside ``out_root``.
+    """
+    import zarr
+
+    version = version or src.ngff_version or "0.5"
+    zarr_format = 2 if version == "0.4" else 3
+    fmt = _fmt(version)
+    axes = label_axes(src, z_mode)
+    shape = tuple(src.size(a) for a in axes)
+    chunks = tuple(1 if a in ("t", "z") else min(src.size(a), max_chunk) for a in axes)
+    root = zarr.open_group(str(out_root), mode="a", zarr_format=zarr_format)
+    image_group = root.require_group(src.group_path) if src.group_path else root
+    labels = image_group.require_group("labels")
+    label_path = f"{src.group_path}/labels/{name}" if src.group_path else f"labels/{name}"
+    if name in labels and "0" in labels[name]:
+        arr = labels[name]["0"]
+        if tuple(arr.shape) != shape:
+            raise InputError(f"{out_root}/{label_path}: exists with shape {arr.shape}, expected {shape}")
+        return label_path
+    lg = labels.require_group(name)
+    lg.create_array("0", shape=shape, chunks=chunks, dtype=dtype, fill_value=0, overwrite=True)
+    axes_meta = []
+    for a in axes:
+        entry = {"name": a, "type": "time" if a == "t" else "space"}
+        if a in src.units:
+            entry["unit"] = src.units[a]
+        elif a in ("y", "x", "z") and src.pixel_size_um is not None:
+            entry["unit"] = "micrometer"
+        axes_meta.append(entry)
+    scale = [float(src.scale.get(a, 1.0)) for a in axes]
+    if src.pixel_size_um is not None and not src.units.get("x"):
+        # pixel size given by the user: record it in µm
+        for i, a in enumerate(axes):
+            if a in ("y", "x"):
+                scale[i] = float(src.pixel_size_um)
+    from ome_zarr.writer import add_metadata, write_multiscales_metadata
+
+    write_multiscales_metadata(
+        lg, datasets=[{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}],
+        fmt=fmt, axes=axes_meta, name=name)
+    add_metadata(lg, {"image-label": {"version": fmt.version}}, fmt=fmt)
+    names = list(_attrs(labels).get("labels") or [])
+    if name not in names:
+        add_metadata(labels, {"labels": [*names, name]}, fmt=fmt)
+    return label_path
+
+
+def write_label_frame(out_root: str | Path, label_path: str, index: Sequence[int],
+                      labels: np.ndarray) -> None:
+    """Write one 2D label frame at leading-axis ``index`` (t and/or z positions)."""
+    import zarr
+
+    arr = zarr.open_array(str(Path(out_root) / label_path / "0"), mode="r+")
+    sel = tuple(int(i) for i in index) + (slice(None), slice(None))
+    arr[sel] = labels.astype(arr.dtype, copy=False)

@@ -1,0 +1,98 @@
+"""Configuration of ``mitoscale segment`` (``configs/segment.yaml``)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from mitoscale import TRAINING_PIXEL_SIZE_UM
+from mitoscale.config import StrictModel
+
+__all__ = ["SegmentConfig", "InputConfig", "ModelConfig", "PromptConfig", "DecodeConfig",
+           "PostprocessConfig", "OutputConfig"]
+
+
+class InputConfig(StrictModel):
+    channel: int | str = 0
+    """Channel index or name to segment."""
+    z_mode: Literal["max", "each"] = "max"
+    """``max``: max-project z; ``each``: every plane on its own."""
+    pixel_size_um: float | None = Field(None, gt=0)
+    """Overrides the NGFF scale; required for TIFF/PNG inputs."""
+
+
+class ModelConfig(StrictModel):
+    path: str | None = None
+    """Checkpoint; ``null`` uses the shipped ``mitoscale-small`` model."""
+    variant: str | None = None
+    """Expected architecture (``small``, ``tiny``, ``vit_b`` ...); a mismatch is an error."""
+    pixel_size_um: float = Field(TRAINING_PIXEL_SIZE_UM, gt=0)
+    """Pixel size frames are resampled to (the training pixel size)."""
+    tile_size: int | None = Field(None, ge=32)
+    """Tile edge in pixels at ``pixel_size_um``; ``null``: the model's input size."""
+    halo: int = Field(32, ge=0)
+    """Overlap margin (px) around each tile's core; prompts are decoded in the tile whose
+    core holds them, so every prompt has at least this much context."""
+    bf16: bool = False
+    """Run the image encoder under bfloat16 autocast (CPU)."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """``auto``: a GPU when the worker has one (dask-cuda workers), else the CPU."""
+
+
+class PromptConfig(StrictModel):
+    threshold: Literal["otsu", "li", "triangle", "yen"] = "otsu"
+    """Foreground threshold, computed once per frame so that tiles agree."""
+    smooth_sigma: float = Field(1.0, ge=0)
+    """Gaussian sigma (px) before thresholding and picking prompt pixels."""
+    spacing: int = Field(6, ge=1)
+    """One prompt per ``spacing x spacing`` cell with foreground: the cell's brightest
+    foreground pixel (so prompts sit on mitochondria ridges)."""
+    max_prompts: int | None = Field(None, ge=1)
+    """Cap per frame (brightest first); ``null`` = no cap."""
+    skip_covered: bool = True
+    """Do not decode prompts on pixels already covered by an accepted mask."""
+    cover_erosion: int = Field(1, ge=0)
+    """Masks are eroded by this many px before they cover prompts, so a prompt on the rim
+    of a mask (where a touching or overlapping neighbour may start) is still decoded."""
+
+
+class DecodeConfig(StrictModel):
+    chunk: int = Field(32, ge=1)
+    """Prompts decoded per decoder call (memory ~ chunk x window area)."""
+    window: int | None = Field(16, ge=2)
+    """Local decoding window in embedding cells (16 cells = 128 px = 10.2 µm for patch 8);
+    ``null`` decodes against the whole embedding map, as SAM does."""
+    max_window: int | None = None
+    """Masks touching the window edge are decoded again in a window twice as large, up to
+    this size (``null``: the whole map)."""
+    multimask: bool = True
+    """Ask for SAM's three masks and keep the one with the highest predicted IoU."""
+
+
+class PostprocessConfig(StrictModel):
+    min_score: float = Field(0.5, ge=0, le=1)
+    """Masks whose predicted IoU is below this are dropped."""
+    min_area: int = Field(10, ge=0)
+    """Masks smaller than this (px at the model pixel size) are dropped."""
+    max_overlap: float = Field(0.5, ge=0, le=1)
+    """Overlap = |A ∩ B| / min(|A|, |B|); of two masks above it, the lower-scoring one is dropped."""
+    largest_component: bool = True
+    """Keep only the largest 8-connected component of each mask."""
+
+
+class OutputConfig(StrictModel):
+    labels_name: str = "mitochondria"
+    ngff_version: Literal["auto", "0.4", "0.5"] = "auto"
+    """``auto``: same as the input (0.5 for TIFF/PNG)."""
+
+
+class SegmentConfig(StrictModel):
+    """All settings of ``mitoscale segment``."""
+
+    input: InputConfig = InputConfig()
+    model: ModelConfig = ModelConfig()
+    prompts: PromptConfig = PromptConfig()
+    decode: DecodeConfig = DecodeConfig()
+    postprocess: PostprocessConfig = PostprocessConfig()
+    output: OutputConfig = OutputConfig()
