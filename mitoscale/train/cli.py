@@ -53,7 +53,8 @@ def register(subparsers) -> None:
                    help="override a config value")
     e.add_argument("--dtype", choices=["float16", "float32"], default="float16",
                    help="storage dtype of the embeddings (default float16)")
-    e.add_argument("--batch", type=int, default=8, metavar="N", help="images per Dask task")
+    e.add_argument("--threads", type=int, default=1, metavar="N",
+                   help="torch threads per Dask task (one task per corpus chunk; default 1)")
     from mitoscale.cluster import add_cluster_args
 
     add_cluster_args(e)
@@ -96,6 +97,6 @@ def _embed(args) -> int:
 
     cfg = load_config(args.config, TrainConfig, overrides=args.set)
     with client_from_args(args) as client:
-        path = write_embeddings(cfg, args.out, client=client, dtype=args.dtype, batch=args.batch)
+        path = write_embeddings(cfg, args.out, client=client, dtype=args.dtype, threads=args.threads)
     print(f"embeddings written to {path}")
     return 0

@@ -62,12 +62,17 @@ def open_corpus(path: str | Path) -> Corpus:
         root = zarr.open_group(str(path), mode="r")
     except Exception as exc:  # noqa: BLE001 - zarr raises several types
         raise InputError(f"{path}: not a Zarr group ({exc.__class__.__name__})") from None
-    keys = set(root.array_keys())
-    if "images" not in keys:
+    arrays = {}
+    for name in ("images", "labels"):
+        try:
+            arrays[name] = root[name]
+        except KeyError:
+            arrays[name] = None
+    if arrays["images"] is None:
         raise InputError(f"{path}: corpus has no 'images' array")
-    if "labels" not in keys:
+    if arrays["labels"] is None:
         raise InputError(f"{path}: corpus has no masks ('labels' array); training needs instance masks")
-    images, labels = root["images"], root["labels"]
+    images, labels = arrays["images"], arrays["labels"]
     if images.ndim != 3 or labels.ndim != 4:
         raise InputError(f"{path}: expected images (N, H, W) and labels (N, L, H, W), "
                          f"got {images.shape} and {labels.shape}")

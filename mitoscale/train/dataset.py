@@ -197,7 +197,8 @@ class PromptDataset(torch.utils.data.Dataset):
         if not fg.any():  # only an image without any instance gets here
             raise ValueError(f"corpus image {image} has no instance in tile ({y}, {x})")
         pts = sample_points(fg, self.k, rng)
-        targets, valid = point_targets(layers, pts)
+        used = np.flatnonzero((layers != 0).reshape(layers.shape[0], -1).any(axis=1))
+        targets, valid = point_targets(layers[: used[-1] + 1], pts)  # drop empty trailing layers
         sample = {
             "points": torch.from_numpy(pts[:, ::-1].astype(np.float32).copy()),  # (x, y) for SAM
             "targets": torch.from_numpy(np.ascontiguousarray(targets)),
@@ -215,8 +216,16 @@ class PromptDataset(torch.utils.data.Dataset):
 
 
 def collate(samples: list[dict]) -> dict:
-    """Stack samples into a batch (all fields have fixed shapes)."""
-    return {k: torch.stack([s[k] for s in samples]) for k in samples[0]}
+    """Stack samples into a batch, padding the target-layer axis with invalid targets."""
+    t = max(s["valid"].shape[1] for s in samples)
+    out = {}
+    for key in samples[0]:
+        items = [s[key] for s in samples]
+        if key in ("targets", "valid"):
+            items = [torch.nn.functional.pad(x, (0, 0, 0, 0, 0, t - x.shape[1]) if x.ndim == 4
+                                             else (0, t - x.shape[1])) for x in items]
+        out[key] = torch.stack(items)
+    return out
 
 
 class ChunkSampler(torch.utils.data.Sampler):
