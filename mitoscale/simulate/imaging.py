@@ -3,7 +3,10 @@
 The image of focal slice ``f`` is ``sum_p PSF(z_p, z_f) * density_p`` over the
 object planes ``p``, with the Gibson-Lanni PSF of a source at depth ``z_p``
 seen with the focus at ``z_f`` (no shift-invariance in z is assumed: every
-(focal slice, object plane) pair has its own PSF).  In Fourier space this is
+(focal slice, object plane) pair has its own PSF, so the depth-dependent
+aberration of the aqueous specimen is kept exactly).  Focal slice ``f`` is
+focused on height ``z_f``: its focus setting is the one of best on-axis
+intensity for a point source at that height (:func:`~mitoscale.simulate.psf.best_focus`).  In Fourier space this is
 ``sum_p OTF[f, p] * FFT(density_p)``: one real FFT per object plane, a
 multiply-add, one inverse real FFT per focal slice, and a maximum over the
 slices.
@@ -23,8 +26,9 @@ from functools import lru_cache
 
 import numpy as np
 import scipy.fft as sfft
+from threadpoolctl import threadpool_limits
 
-from mitoscale.simulate.psf import Optics, psf_2d
+from mitoscale.simulate.psf import Optics, best_focus, psf_2d
 
 __all__ = ["OTFStack", "otf_stack", "focal_scan_max"]
 
@@ -38,10 +42,10 @@ class OTFStack:
     support: np.ndarray  # flat indices into the rfft2 half plane
     values: np.ndarray  # (F, P, K) float32
     plane_z_nm: np.ndarray  # (P,)
-    focal_z_nm: np.ndarray  # (F,)
+    focal_z_nm: np.ndarray  # (F,) heights the focal slices are focused on
+    focus_setting_nm: np.ndarray  # (F,) Gibson-Lanni focus parameter z_f of each slice
 
 
-@lru_cache(maxsize=8)
 def otf_stack(
     optics: Optics,
     pixel_size_nm: float,
@@ -52,7 +56,7 @@ def otf_stack(
     psf_radius_nm: float,
     oversample: int,
 ) -> OTFStack:
-    """Compute (and cache) the OTF stack for one imaging geometry.
+    """Compute (and cache per process) the OTF stack for one imaging geometry.
 
     Parameters
     ----------
@@ -62,7 +66,8 @@ def otf_stack(
         Image shape; the FFT grid adds ``margin_px = ceil(psf_radius / pixel)``
         on every side (no wrap-around) and is rounded up to a fast FFT size.
     plane_z_nm, focal_z_nm : tuple of float
-        Object-plane and focal-slice heights (simulation z, nm).
+        Object-plane heights and the heights the focal slices focus on
+        (simulation z, nm).
     z0_depth_nm : float
         Depth of z = 0 above the coverslip.
     psf_radius_nm : float
@@ -70,18 +75,45 @@ def otf_stack(
     oversample : int
         Pixel-integration sub-samples per axis.
     """
+    return _otf_stack(optics, float(pixel_size_nm), tuple(int(v) for v in shape),
+                      tuple(plane_z_nm), tuple(focal_z_nm), float(z0_depth_nm),
+                      float(psf_radius_nm), int(oversample))
+
+
+@lru_cache(maxsize=8)
+def _otf_stack(
+    optics: Optics,
+    pixel_size_nm: float,
+    shape: tuple[int, int],
+    plane_z_nm: tuple[float, ...],
+    focal_z_nm: tuple[float, ...],
+    z0_depth_nm: float,
+    psf_radius_nm: float,
+    oversample: int,
+) -> OTFStack:
+    # small dense linear algebra: one BLAS thread (oversubscribed threads are
+    # slower by orders of magnitude on a busy machine)
+    with threadpool_limits(1):
+        return _compute_otf_stack(optics, pixel_size_nm, shape, plane_z_nm, focal_z_nm,
+                                  z0_depth_nm, psf_radius_nm, oversample)
+
+
+def _compute_otf_stack(optics, pixel_size_nm, shape, plane_z_nm, focal_z_nm, z0_depth_nm,
+                       psf_radius_nm, oversample) -> OTFStack:
     h, w = shape
     p = float(pixel_size_nm)
     margin = int(math.ceil(psf_radius_nm / p))
     ph = sfft.next_fast_len(h + 2 * margin, real=True)
     pw = sfft.next_fast_len(w + 2 * margin, real=True)
     k = 2 * margin + 1
-    zf = np.asarray(focal_z_nm, dtype=float) + z0_depth_nm
+    # focal slice k is focused on height focal_z_nm[k]: the focus setting of best
+    # on-axis intensity for a source there (beyond the paraxial focus when ns < ni)
+    zf = np.array([best_focus(z + z0_depth_nm, optics) for z in focal_z_nm])
     kernels = np.stack([
         psf_2d((k, k), p, zf, zp + z0_depth_nm, optics, oversample=oversample, radius_nm=psf_radius_nm)
         for zp in plane_z_nm
     ], axis=1)  # (F, P, k, k)
-    # normalise: the in-focus PSF integrates to 1 at the middle plane
+    # one normalisation for the whole stack: the largest 2D PSF integral is 1
     kernels /= kernels.sum(axis=(2, 3)).max()
     # place each kernel centred on the origin of the periodic grid
     grid = np.zeros(kernels.shape[:2] + (ph, pw))
@@ -97,7 +129,8 @@ def otf_stack(
     values = otf.reshape(otf.shape[:2] + (-1,))[..., support].astype(np.float32)
     return OTFStack(padded_shape=(ph, pw), margin_px=margin, support=support,
                     values=np.ascontiguousarray(values),
-                    plane_z_nm=np.asarray(plane_z_nm), focal_z_nm=np.asarray(focal_z_nm))
+                    plane_z_nm=np.asarray(plane_z_nm), focal_z_nm=np.asarray(focal_z_nm),
+                    focus_setting_nm=zf)
 
 
 def focal_scan_max(density: np.ndarray, stack: OTFStack, shape: tuple[int, int]) -> np.ndarray:

@@ -13,8 +13,8 @@ __all__ = ["outline_overlay", "write_preview"]
 
 
 def _contrast(image: np.ndarray) -> np.ndarray:
-    """Percentile stretch (0.5 - 99.8 %) to [0, 1]."""
-    lo, hi = np.percentile(image, (0.5, 99.8))
+    """Percentile stretch (0.5 - 99.95 %) to [0, 1]."""
+    lo, hi = np.percentile(image, (0.5, 99.95))
     return np.clip((image.astype(np.float32) - lo) / max(hi - lo, 1e-6), 0, 1)
 
 
@@ -34,8 +34,11 @@ def outline_overlay(image: np.ndarray, labels: np.ndarray, seed: int = 0) -> np.
     rgb = np.repeat(gray[..., None], 3, axis=-1)
     rng = np.random.default_rng(seed)
     n = int(labels.max()) if labels.size else 0
-    colours = rng.uniform(0.35, 1.0, size=(n + 1, 3))
-    colours[:, rng.integers(0, 3, n + 1)] *= 0.3  # saturate a bit
+    # saturated colours (random hues, full saturation and value) on the grey image
+    from matplotlib.colors import hsv_to_rgb
+
+    hues = rng.uniform(0, 1, n + 1)
+    colours = hsv_to_rgb(np.stack([hues, np.ones_like(hues), np.ones_like(hues)], axis=1))
     for layer in labels:
         if not layer.any():
             continue
@@ -81,21 +84,29 @@ def write_preview(corpus: str | Path, out: str | Path, n: int = 8, start: int = 
     idx = [i for i in range(start, total) if markers.done(i // chunk)][:n]
     if not idx:
         raise InputError(f"{corpus}: no finished images from index {start}")
-    fig, axes = plt.subplots(len(idx), 2, figsize=(8, 4 * len(idx)), squeeze=False)
+    h, w = root["images"].shape[1:]
+    dpi, title_px, gap = 100, 22, 8
+    fig_w = (2 * w + 3 * gap) / dpi
+    fig_h = len(idx) * (h + title_px + gap) / dpi
+    fig = plt.figure(figsize=(fig_w, fig_h), dpi=dpi, facecolor="white")
     for row, i in enumerate(idx):
         image = np.asarray(root["images"][i])
         labels = np.asarray(root["labels"][i])
         n_inst = int(root["n_instances"][i])
         sbr = float(root["sbr"][i])
-        axes[row, 0].imshow(_contrast(image), cmap="gray", interpolation="nearest")
-        axes[row, 0].set_title(f"image {i}  (SBR {sbr:.1f})", fontsize=9)
-        axes[row, 1].imshow(outline_overlay(image, labels, seed=i), interpolation="nearest")
-        axes[row, 1].set_title(f"{n_inst} instances", fontsize=9)
-        for ax in axes[row]:
+        top = 1 - (row * (h + title_px + gap) + title_px) / (fig_h * dpi)
+        for col, (data, title) in enumerate((
+            (_contrast(image), f"image {i}: SBR {sbr:.1f}"),
+            (outline_overlay(image, labels, seed=i), f"{n_inst} ground-truth instances"),
+        )):
+            # one screen pixel per image pixel, so outlines stay visible
+            ax = fig.add_axes(((gap + col * (w + gap)) / (fig_w * dpi), top - h / (fig_h * dpi),
+                               w / (fig_w * dpi), h / (fig_h * dpi)))
+            ax.imshow(data, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            ax.set_title(title, fontsize=9, pad=3)
             ax.set_axis_off()
-    fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
+    fig.savefig(buf, format="png", dpi=dpi)
     plt.close(fig)
     atomic_write_bytes(out, buf.getvalue())
     return out

@@ -55,11 +55,12 @@ References
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from scipy import special
 
-__all__ = ["Optics", "gibson_lanni_radial", "psf_2d"]
+__all__ = ["Optics", "gibson_lanni_radial", "psf_2d", "best_focus"]
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,22 @@ def _bessel_integral(sigma: np.ndarray, b: np.ndarray, a: float) -> np.ndarray:
     return np.where(close, limit, out)
 
 
+@lru_cache(maxsize=16)
+def _bessel_fit(na: float, wavelength_nm: float, n_basis: int, n_rho: int):
+    """Bessel scaling factors and the pseudo-inverse of the (real) basis matrix.
+
+    Scaling factors of Li et al.: ``sigma_m = NA (3m - 2) lambda_min / lambda``
+    with ``lambda_min = 436 nm``.
+    """
+    rho = np.linspace(0.0, 1.0, n_rho)
+    sigma = na * (3.0 * np.arange(1, n_basis + 1) - 2.0) * 436.0 / wavelength_nm
+    basis = special.j0(sigma[None, :] * rho[:, None])  # (n_rho, M)
+    pinv = np.linalg.pinv(basis)  # (M, n_rho)
+    sigma.setflags(write=False)
+    pinv.setflags(write=False)
+    return sigma, pinv
+
+
 def gibson_lanni_radial(
     r_nm: np.ndarray,
     z_focus_nm: np.ndarray | float,
@@ -156,13 +173,11 @@ def gibson_lanni_radial(
     if not 0 < o.na < o.ni:
         raise ValueError(f"need 0 < NA < ni, got NA={o.na}, ni={o.ni}")
     rho_max = 1.0
-    rho = np.linspace(0.0, rho_max, n_rho)
+    rho = np.linspace(0.0, rho_max, n_rho)  # must match _bessel_fit
     phase = np.exp(1j * _opd_phase(rho, zf, z_particle_nm, o))  # (Z, n_rho)
 
-    # Bessel scaling factors of Li et al.: sigma_m = NA (3m - 2) lambda_min / lambda
-    sigma = o.na * (3.0 * np.arange(1, n_basis + 1) - 2.0) * 436.0 / o.wavelength_nm
-    basis = special.j0(sigma[None, :] * rho[:, None])  # (n_rho, M)
-    coef, *_ = np.linalg.lstsq(basis, phase.T, rcond=None)  # (M, Z)
+    sigma, pinv = _bessel_fit(o.na, o.wavelength_nm, n_basis, n_rho)
+    coef = pinv @ phase.T  # least-squares Bessel coefficients, (M, Z)
 
     k = 2.0 * np.pi / o.wavelength_nm
     b = k * o.na * r
@@ -219,3 +234,29 @@ def psf_2d(
             fine[rr > radius_nm] = 0.0
         out[i] = fine.reshape(h, oversample, w, oversample).mean(axis=(1, 3))
     return out
+
+
+def best_focus(z_particle_nm: float, optics: Optics = Optics(), *, step_nm: float = 10.0) -> float:
+    """Focus setting ``z_f`` that maximises the on-axis intensity of a point at ``z_particle_nm``.
+
+    With a specimen index below the oil's (``ns < ni``) the intensity peak
+    lies beyond the paraxial focus (``z_f > z_p``; about 30 % deeper for an
+    aqueous specimen at NA 1.42); with matched indices ``z_f = z_p``.
+
+    Returns
+    -------
+    float
+        ``z_f`` in nm (grid search with parabolic refinement).
+    """
+    zp = float(z_particle_nm)
+    ratio = optics.ni / optics.ns
+    lo, hi = zp * min(1.0, ratio) ** 2 - 300.0, zp * max(1.0, ratio) ** 2 + 300.0
+    zf = np.arange(max(lo, 0.0), hi + step_nm, step_nm)
+    peak = gibson_lanni_radial(np.array([0.0]), zf, zp, optics)[:, 0]
+    k = int(np.argmax(peak))
+    if 0 < k < len(zf) - 1:
+        a, b, c = peak[k - 1], peak[k], peak[k + 1]
+        denom = a - 2 * b + c
+        if denom < 0:
+            return float(zf[k] + 0.5 * step_nm * (a - c) / denom)
+    return float(zf[k])
