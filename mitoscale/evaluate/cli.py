@@ -76,13 +76,17 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _baseline(args: argparse.Namespace) -> int:
     from mitoscale.cluster import client_from_args
-    from mitoscale.evaluate.baselines.run import load_baseline_config, run_baseline
+    from mitoscale.evaluate.baselines.run import execute_plan, load_baseline_config, plan_baseline
 
     cfg = load_baseline_config(args.name, args.config, args.set)
     channel = int(args.channel) if args.channel.lstrip("-").isdigit() else args.channel
-    with client_from_args(args) as client:
-        result = run_baseline(args.name, args.input, args.out, cfg=cfg, pixel_size_um=args.pixel_size,
-                              channel=channel, z_mode=args.z_mode, client=client)
+    plan = plan_baseline(args.name, args.input, args.out, cfg=cfg, pixel_size_um=args.pixel_size,
+                         channel=channel, z_mode=args.z_mode)
+    if plan.jobs:
+        with client_from_args(args) as client:
+            result = execute_plan(plan, client)
+    else:
+        result = execute_plan(plan)
     print(f"baseline {args.name}: {result['n_frames']} frame(s) "
           f"({result['n_done_before']} already done), {result['n_instances']} new instances -> {result['out']}")
     return 0

@@ -14,6 +14,8 @@ cluster and resumes after an interruption.
 from __future__ import annotations
 
 import time
+import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,8 @@ from mitoscale.config import StrictModel, dump_config
 from mitoscale.errors import InputError, OutputError
 from mitoscale.io.atomic import MarkerSet, atomic_write_json, check_writable
 
-__all__ = ["run_baseline", "segment_frame_with", "load_baseline_config"]
+__all__ = ["run_baseline", "plan_baseline", "execute_plan", "BaselinePlan", "segment_frame_with",
+           "load_baseline_config"]
 
 
 def load_baseline_config(name: str, path=None, overrides=None) -> StrictModel:
@@ -61,6 +64,75 @@ def _process_frame(name: str, cfg: StrictModel, data: Any, keys: dict, pixel_siz
     return info
 
 
+@dataclass
+class BaselinePlan:
+    """What :func:`run_baseline` will do: the frames still to segment, checked up front."""
+
+    name: str
+    cfg: StrictModel
+    out: Path
+    jobs: list = field(default_factory=list)
+    n_frames: int = 0
+    n_done_before: int = 0
+
+
+def plan_baseline(
+    name: str,
+    input_path: str | Path,
+    out: str | Path,
+    *,
+    cfg: StrictModel | None = None,
+    pixel_size_um: float | None = None,
+    channel: int | str = 0,
+    z_mode: str = "max",
+) -> BaselinePlan:
+    """Open the input, check the output and list the unfinished frames (no segmentation yet).
+
+    Every user error (missing input or pixel size, an output holding another
+    run) is raised here, before any cluster starts.  Parameters as in
+    :func:`run_baseline`.
+    """
+    from mitoscale.io.images import iter_frames, open_image, require_pixel_size
+
+    if cfg is None:
+        cfg = load_baseline_config(name)
+    out = check_writable(Path(out))
+    sources = open_image(input_path, pixel_size_um=pixel_size_um)
+    require_pixel_size(sources)
+    manifest = dict(format="mitoscale-baseline/1", method=name, config=dump_config(cfg),
+                    input=str(Path(input_path).absolute()), channel=channel, z_mode=z_mode,
+                    pixel_size_um=pixel_size_um)
+    _check_manifest(out, manifest)
+    atomic_write_json(out / "run.json", manifest)
+    markers = MarkerSet(out / ".markers")
+    plan = BaselinePlan(name=name, cfg=cfg, out=out)
+    for src in sources:
+        for frame in iter_frames(src, channel=channel, z_mode=z_mode):
+            plan.n_frames += 1
+            if markers.done(frame.unit):
+                plan.n_done_before += 1
+                continue
+            plan.jobs.append((frame.data, frame.keys, float(src.pixel_size_um),
+                              str(out / "instances" / f"{frame.unit}.parquet"), str(markers.root), frame.unit))
+    return plan
+
+
+def execute_plan(plan: BaselinePlan, client: Any = None) -> dict:
+    """Segment the planned frames, as Dask tasks when ``client`` is given."""
+    if client is None:
+        results = [_process_frame(plan.name, plan.cfg, *job) for job in plan.jobs]
+    else:
+        from mitoscale.cluster import run_futures
+
+        futures = [client.submit(_process_frame, plan.name, plan.cfg, *job, pure=False,
+                                 key=f"baseline-{plan.name}-{job[-1]}-{uuid.uuid4().hex[:8]}")
+                   for job in plan.jobs]
+        results = run_futures(client, futures, desc=f"baseline {plan.name}", unit="frame")
+    return dict(out=str(plan.out), n_frames=plan.n_frames, n_done_before=plan.n_done_before,
+                n_instances=sum(r["n_instances"] for r in results),
+                seconds=sum(r["seconds"] for r in results))
+
+
 def run_baseline(
     name: str,
     input_path: str | Path,
@@ -93,41 +165,12 @@ def run_baseline(
     Returns
     -------
     dict
-        ``n_frames``, ``n_done_before``, ``n_instances``, ``seconds`` (sum of
-        per-frame kernel time) and ``out``.
+        ``n_frames``, ``n_done_before``, ``n_instances`` (new), ``seconds``
+        (sum of per-frame kernel time) and ``out``.
     """
-    from mitoscale.io.images import iter_frames, open_image, require_pixel_size
-
-    if cfg is None:
-        cfg = load_baseline_config(name)
-    out = check_writable(Path(out))
-    sources = open_image(input_path, pixel_size_um=pixel_size_um)
-    require_pixel_size(sources)
-    manifest = dict(format="mitoscale-baseline/1", method=name, config=dump_config(cfg),
-                    input=str(Path(input_path).absolute()), channel=channel, z_mode=z_mode,
-                    pixel_size_um=pixel_size_um)
-    _check_manifest(out, manifest)
-    atomic_write_json(out / "run.json", manifest)
-    markers = MarkerSet(out / ".markers")
-    jobs, done_before = [], 0
-    for src in sources:
-        for frame in iter_frames(src, channel=channel, z_mode=z_mode):
-            if markers.done(frame.unit):
-                done_before += 1
-                continue
-            jobs.append((frame.data, frame.keys, float(src.pixel_size_um),
-                         str(out / "instances" / f"{frame.unit}.parquet"), str(markers.root), frame.unit))
-    if client is None:
-        results = [_process_frame(name, cfg, *job) for job in jobs]
-    else:
-        from mitoscale.cluster import run_futures
-
-        futures = [client.submit(_process_frame, name, cfg, *job, key=f"baseline-{name}-{job[-1]}",
-                                 pure=False) for job in jobs]
-        results = run_futures(client, futures, desc=f"baseline {name}", unit="frame")
-    return dict(out=str(out), n_frames=len(jobs) + done_before, n_done_before=done_before,
-                n_instances=sum(r["n_instances"] for r in results),
-                seconds=sum(r["seconds"] for r in results))
+    plan = plan_baseline(name, input_path, out, cfg=cfg, pixel_size_um=pixel_size_um,
+                         channel=channel, z_mode=z_mode)
+    return execute_plan(plan, client)
 
 
 def _check_manifest(out: Path, manifest: dict) -> None:
