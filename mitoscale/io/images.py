@@ -202,7 +202,9 @@ def iter_frames(src: ImageSource, channel: int | str = 0, z_mode: str = "max") -
         raise InputError(f"z_mode must be 'max' or 'each', got {z_mode!r}")
     data, axes = src.data, list(src.axes)
     if "c" in axes:
-        data = data.take(_channel_index(src, channel), axis=axes.index("c"))
+        import dask.array as da
+
+        data = da.take(data, _channel_index(src, channel), axis=axes.index("c"))
         axes.remove("c")
     if "t" not in axes:
         data, axes = data[None], ["t", *axes]

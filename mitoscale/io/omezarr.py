@@ -56,6 +56,7 @@ __all__ = [
     "create_label_image",
     "write_label_frame",
     "label_axes",
+    "write_ome_zarr_image",
 ]
 
 KNOWN_AXES = ("t", "c", "z", "y", "x")
@@ -273,7 +274,11 @@ def open_ome_zarr(path: str | Path, pixel_size_um: float | None = None) -> list[
     except Exception as exc:  # noqa: BLE001
         raise InputError(f"{path}: not a readable Zarr store ({exc.__class__.__name__})") from None
     attrs = _attrs(root)
-    image_id = path.name.split(".")[0] or path.name
+    image_id = path.name
+    for suffix in (".ome.zarr", ".zarr"):
+        if image_id.lower().endswith(suffix) and len(image_id) > len(suffix):
+            image_id = image_id[: -len(suffix)]
+            break
     if "plate" in attrs:
         plate = attrs["plate"]
         sources = []
@@ -377,3 +382,53 @@ def write_label_frame(out_root: str | Path, label_path: str, index: Sequence[int
     arr = zarr.open_array(str(Path(out_root) / label_path / "0"), mode="r+")
     sel = tuple(int(i) for i in index) + (slice(None), slice(None))
     arr[sel] = labels.astype(arr.dtype, copy=False)
+
+
+def write_ome_zarr_image(path: str | Path, data: np.ndarray, axes: str | Sequence[str],
+                         pixel_size_um: float | None, *, version: str = "0.5",
+                         z_step_um: float | None = None, chunks: Sequence[int] | None = None,
+                         channel_names: Sequence[str] | None = None) -> Path:
+    """Write a single-resolution OME-Zarr image (NGFF 0.4 on Zarr v2 or 0.5 on Zarr v3).
+
+    Parameters
+    ----------
+    path : path
+        New store (or an existing group path inside a plate).
+    data : array
+        Pixels, dimensions named by ``axes`` (NGFF order, e.g. ``"tczyx"``).
+    axes : str or sequence of str
+    pixel_size_um : float or None
+        y/x pixel size; ``None`` writes no physical size (scale 1, no unit).
+    version : {"0.4", "0.5"}
+    z_step_um : float, optional
+    chunks : sequence of int, optional
+        Default: one 2D plane per chunk.
+    channel_names : sequence of str, optional
+        Written as ``omero`` channel labels.
+    """
+    import zarr
+    from ome_zarr.writer import write_image
+
+    axes = list(axes)
+    data = np.asarray(data)
+    fmt = _fmt(version)
+    scale = [1.0] * len(axes)
+    units: dict[str, str] = {}
+    for i, a in enumerate(axes):
+        if a in "yx" and pixel_size_um is not None:
+            scale[i] = float(pixel_size_um)
+            units[a] = "micrometer"
+        elif a == "z" and z_step_um is not None:
+            scale[i] = float(z_step_um)
+            units[a] = "micrometer"
+    if chunks is None:
+        chunks = [1 if a not in "yx" else data.shape[i] for i, a in enumerate(axes)]
+    group = zarr.open_group(str(path), mode="a", zarr_format=2 if version == "0.4" else 3)
+    write_image(data, group, scale_factors=[], fmt=fmt, axes=axes,
+                scale=dict(zip(axes, scale)),
+                axes_units=units or None, storage_options={"chunks": tuple(chunks)})
+    if channel_names:
+        from ome_zarr.writer import add_metadata
+
+        add_metadata(group, {"omero": {"channels": [{"label": str(n)} for n in channel_names]}}, fmt=fmt)
+    return Path(path)

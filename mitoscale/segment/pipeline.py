@@ -48,7 +48,7 @@ from mitoscale.segment.tiling import resampled_shape, tile_grid
 
 log = logging.getLogger(__name__)
 
-__all__ = ["run_segmentation", "check_paths", "FrameJob"]
+__all__ = ["run_segmentation", "preflight", "check_paths", "FrameJob"]
 
 
 @dataclass
@@ -70,6 +70,28 @@ def check_paths(input_path: Path, out: Path) -> None:
     inp, o = input_path.resolve(), out.resolve()
     if o == inp or inp in o.parents:
         raise OutputError(f"output {out} is inside the input {input_path}; choose another --out")
+
+
+def preflight(input: str | Path, out: str | Path, model: str | Path | None = None,
+              cfg: SegmentConfig | None = None):
+    """Every check that needs no pixels: paths, model vs config, input metadata, pixel size.
+
+    Returns
+    -------
+    cfg, sources, spec, meta, model_path
+        ``cfg`` with model-dependent defaults resolved.
+    """
+    cfg = cfg or SegmentConfig()
+    input_path, out = Path(input), Path(out)
+    check_paths(input_path, out)
+    model_path = model if model is not None else cfg.model.path
+    _, spec, meta = get_model(model_path, cfg.model.variant, "cpu")
+    check_model(spec, meta, cfg)
+    cfg = resolve_config(cfg, spec)
+    sources = open_image(input_path, cfg.input.pixel_size_um)
+    require_pixel_size(sources)
+    check_writable(out)
+    return cfg, sources, spec, meta, model_path
 
 
 def _read_frame(job: FrameJob) -> np.ndarray:
@@ -209,19 +231,10 @@ def run_segmentation(input: str | Path, out: str | Path, model: str | Path | Non
     from mitoscale.model.checkpoint import default_model_path, file_sha256
 
     t_start = time.time()
-    cfg = cfg or SegmentConfig()
     input_path, out = Path(input), Path(out)
-    check_paths(input_path, out)
-    model_path = model if model is not None else cfg.model.path
+    cfg, sources, spec, meta, model_path = preflight(input_path, out, model, cfg)
     model_file = Path(model_path) if model_path is not None else default_model_path()
-    _, spec, meta = get_model(model_path, cfg.model.variant, "cpu")
-    check_model(spec, meta, cfg)
-    cfg = resolve_config(cfg, spec)
     model_sha = file_sha256(model_file)
-    sources = open_image(input_path, cfg.input.pixel_size_um)
-    require_pixel_size(sources)
-
-    check_writable(out)
     markers = MarkerSet(out / ".markers")
     identity = {"config_hash": config_hash(cfg), "model_sha256": model_sha}
     man_path = out / "manifest.json"
