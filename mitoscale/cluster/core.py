@@ -9,7 +9,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from mitoscale.errors import ClusterError
+from mitoscale.errors import ClusterError  # noqa: F401  (re-exported for callers)
 
 __all__ = ["add_cluster_args", "client_from_args", "get_client", "run_futures"]
 
@@ -23,7 +23,8 @@ def add_cluster_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--scheduler", default=None, metavar="ADDR",
                    help="connect to a running Dask scheduler (tcp://host:port) instead")
     g.add_argument("--workers", type=int, default=None, metavar="N",
-                   help="number of workers (local: processes; jobqueue: jobs to scale to)")
+                   help="number of worker processes (local: one per core by default; "
+                        "batch profiles: the profile's 'workers')")
     g.add_argument("--cluster-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="override one profile setting, e.g. --cluster-opt walltime=02:00:00")
 
@@ -48,63 +49,37 @@ def get_client(
     n_workers: int | None = None,
     options: list[str] | None = None,
 ) -> Iterator[Any]:
-    """Open a Dask client on a cluster profile.
+    """Open a Dask client on a cluster profile and print the dashboard link.
 
     Parameters
     ----------
-    profile : str
-        ``local`` (a LocalCluster sized to the machine), ``address`` or a
-        jobqueue/cuda profile (see :mod:`mitoscale.cluster.profiles`).
+    profile : str or profile model
+        ``local`` (a LocalCluster sized to the machine), ``address``,
+        ``slurm``/``pbs``/``lsf``/``sge``, ``cuda``, another profile name
+        found in ``configs/cluster`` or the path of a profile YAML (see
+        :mod:`mitoscale.cluster.profiles`).
     scheduler : str, optional
         Address of a running scheduler; overrides ``profile``.
     n_workers : int, optional
-        Worker count (default: one single-threaded worker per core).
+        Worker count (default: the profile's; local: one single-threaded
+        worker per core).
     options : list of str
         ``key=value`` overrides of the profile.
 
     Yields
     ------
     distributed.Client
+
+    Raises
+    ------
+    ClusterError
+        Unknown profile, or a profile that cannot work (checked before any
+        job is submitted).
     """
-    from distributed import Client, LocalCluster
+    from mitoscale.cluster.launch import open_profile
 
-    if scheduler or profile == "address":
-        if not scheduler:
-            raise ClusterError("profile 'address' needs --scheduler tcp://host:port")
-        try:
-            client = Client(scheduler, timeout="20s")
-        except (OSError, TimeoutError) as exc:
-            raise ClusterError(f"cannot reach Dask scheduler at {scheduler}: {exc}") from None
-        _print_dashboard(client)
-        try:
-            yield client
-        finally:
-            client.close()
-        return
-
-    if profile == "local":
-        n = n_workers or max(1, min(os.cpu_count() or 1, 8))
-        cluster = LocalCluster(
-            n_workers=n,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address="127.0.0.1:8787",
-            host="127.0.0.1",
-        )
-        client = Client(cluster)
-        _print_dashboard(client)
-        try:
-            yield client
-        finally:
-            client.close()
-            cluster.close()
-        return
-
-    try:
-        from mitoscale.cluster import profiles
-    except ImportError:  # pragma: no cover - profiles module lands with the HPC issue
-        raise ClusterError(f"unknown cluster profile {profile!r} (known: local, address)") from None
-    with profiles.open_profile(profile, n_workers=n_workers, options=options or []) as client:
+    with open_profile(profile, n_workers=n_workers, options=options or [],
+                      scheduler=scheduler) as client:
         _print_dashboard(client)
         yield client
 
