@@ -32,7 +32,8 @@ def plumbing_config(**over) -> SegmentConfig:
     """Accept every mask of the untrained model (its predicted IoU is meaningless)."""
     cfg = SegmentConfig()
     cfg.postprocess.min_score = 0.0
-    cfg.prompts.spacing = 12
+    cfg.prompts.spacing = 16
+    cfg.decode.window = 8
     for k, v in over.items():
         section, key = k.split("__")
         setattr(getattr(cfg, section), key, v)

@@ -1,0 +1,129 @@
+"""Kernels: tiling, prompts, windowed decoding, post-processing, mapping back."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mitoscale.segment.postprocess import Candidate, largest_component, overlap, suppress_overlaps
+from mitoscale.segment.prompts import foreground, sample_prompts
+from mitoscale.segment.tiling import assign_points, resample, resampled_shape, tile_grid
+
+
+@pytest.mark.parametrize("shape", [(100, 90), (256, 256), (257, 700), (1024, 1024)])
+@pytest.mark.parametrize("halo", [0, 32])
+def test_tile_cores_partition_frame_with_halo(shape, halo):
+    tiles = tile_grid(shape, 256, halo)
+    owner = np.full(shape, -1)
+    for t in tiles:
+        assert t.y1 - t.y0 <= 256 and t.x1 - t.x0 <= 256
+        cy0, cx0, cy1, cx1 = t.core
+        assert (owner[cy0:cy1, cx0:cx1] == -1).all()
+        owner[cy0:cy1, cx0:cx1] = t.index
+        # at least `halo` px of context beyond the core, except at the frame border
+        if cy0 > 0:
+            assert cy0 - t.y0 >= halo
+        if cy1 < shape[0]:
+            assert t.y1 - cy1 >= halo
+        if cx0 > 0:
+            assert cx0 - t.x0 >= halo
+        if cx1 < shape[1]:
+            assert t.x1 - cx1 >= halo
+    assert (owner >= 0).all()
+    pts = np.stack(np.nonzero(np.ones(shape, bool)), 1)[::97]
+    np.testing.assert_array_equal(assign_points(pts, tiles), owner[pts[:, 0], pts[:, 1]])
+
+
+def test_resample_shape_and_mean():
+    img = np.random.default_rng(0).random((130, 65)).astype(np.float32)
+    shape = resampled_shape(img.shape, 0.065, 0.08)
+    assert shape == (106, 53)
+    out = resample(img, shape)
+    assert out.shape == shape
+    assert abs(out.mean() - img.mean()) < 0.01
+
+
+def test_prompts_are_brightest_foreground_pixel_per_cell():
+    img = np.zeros((20, 20), np.float32)
+    img[2, 3], img[2, 4] = 5.0, 4.0  # same 10x10 cell: only the brightest
+    img[15, 12] = 9.0
+    fg, thr = foreground(img)
+    pts = sample_prompts(img, fg, spacing=10)
+    assert pts.tolist() == [[15, 12], [2, 3]]  # brightest first
+    assert sample_prompts(img, fg, 10, max_prompts=1).tolist() == [[15, 12]]
+
+
+def _cand(y0, x0, mask, score):
+    mask = np.asarray(mask, bool)
+    return Candidate(y0, x0, mask, np.where(mask, 1.0, -1.0).astype(np.float16), score)
+
+
+def test_overlap_definition_and_suppression():
+    a = _cand(0, 0, np.ones((4, 4)), 0.9)  # 16 px
+    b = _cand(2, 2, np.ones((4, 4)), 0.8)  # shares 4 px with a
+    inner = _cand(1, 1, np.ones((2, 2)), 0.95)  # nested in a
+    assert overlap(a, b) == pytest.approx(4 / 16)
+    assert overlap(a, inner) == pytest.approx(1.0)
+    kept = suppress_overlaps([a, b, inner], max_overlap=0.5)
+    # inner scores higher than a and overlaps it fully: a is dropped, b stays
+    assert {id(k) for k in kept} == {id(inner), id(b)}
+    # whole masks beat truncated ones regardless of score
+    t = _cand(0, 0, np.ones((4, 4)), 0.99)
+    t.truncated = True
+    assert suppress_overlaps([t, a], 0.5) == [a]
+    # independent of input order
+    assert {id(k) for k in suppress_overlaps([inner, b, a], 0.5)} == {id(inner), id(b)}
+
+
+def test_largest_component():
+    m = np.zeros((10, 10), bool)
+    m[0:2, 0:2] = True
+    m[5:9, 5:9] = True
+    lc = largest_component(m)
+    assert lc.sum() == 16 and not lc[0, 0]
+
+
+def test_full_window_decoding_equals_sam():
+    """window=None reproduces segment-anything's own decoder + postprocess exactly."""
+    from mitoscale.model import build_sam, get_spec
+    from mitoscale.segment.decode import decode_points, encode_tile
+
+    torch.manual_seed(0)
+    spec = get_spec("micro")
+    sam = build_sam(spec)
+    img = np.random.default_rng(0).random((spec.img_size, spec.img_size)).astype(np.float32)
+    emb = encode_tile(sam, spec, img)
+    pts = np.array([[10, 100], [64, 3], [120, 127]])
+    dec = decode_points(sam, spec, emb, pts, window=None)
+    with torch.inference_mode():
+        coords = torch.tensor(pts[:, ::-1].copy(), dtype=torch.float32)[:, None]
+        sparse, dense = sam.prompt_encoder(points=(coords, torch.ones(3, 1, dtype=torch.long)),
+                                           boxes=None, masks=None)
+        low, iou = sam.mask_decoder(emb, sam.prompt_encoder.get_dense_pe(), sparse, dense,
+                                    multimask_output=True)
+        best = iou.argmax(1)
+        ref = sam.postprocess_masks(low, (spec.img_size,) * 2, (spec.img_size,) * 2)[torch.arange(3), best]
+    torch.testing.assert_close(dec.logits, ref, atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(dec.scores, iou[torch.arange(3), best].numpy(), atol=1e-6)
+    # a local window covers the matching region of the map, placed at its origin
+    win = decode_points(sam, spec, emb, pts, window=8)
+    assert win.logits.shape[1:] == (64, 64)
+    assert (win.y0 % 8 == 0).all() and (win.y0 + 64 <= spec.img_size).all()
+    assert not win.inner_edges[0, 0]  # window at the top of the map
+
+
+def test_map_to_input_identity_and_scaling():
+    from mitoscale.segment.frame import map_to_input
+
+    m = np.zeros((12, 12), bool)
+    m[3:9, 2:10] = True
+    c = _cand(40, 50, m, 0.9)
+    y0, x0, same = map_to_input(c, (200, 200), (200, 200))
+    assert (y0, x0) == (40, 50) and np.array_equal(same, m)
+    # to a grid twice as fine: the area grows ~4x and the box doubles
+    y0, x0, fine = map_to_input(c, (200, 200), (400, 400))
+    assert fine.sum() == pytest.approx(4 * m.sum(), rel=0.25)
+    ys, xs = np.nonzero(fine)
+    assert (y0 + ys.min()) == pytest.approx(2 * 43, abs=2)
+    assert (x0 + xs.max()) == pytest.approx(2 * 60, abs=2)
