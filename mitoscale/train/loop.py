@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import logging
 import math
 import time
@@ -87,6 +86,22 @@ def _initial_model(cfg: TrainConfig):
         torch.manual_seed(cfg.seed)
         sam = build_sam(spec)
     return sam, spec
+
+
+def _rank_fingerprints(sam: torch.nn.Module, info) -> list[str]:
+    """SHA-256 of every rank's weights (DDP keeps them identical; recorded as a check)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, t in sorted(sam.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    mine = h.hexdigest()
+    if not info.enabled:
+        return [mine]
+    gathered: list = [None] * info.world
+    torch.distributed.all_gather_object(gathered, mine)
+    return gathered
 
 
 def preflight(cfg: TrainConfig, out_dir: str | Path, resume: bool = False) -> None:
@@ -296,6 +311,7 @@ def _train(cfg, out_dir, ckpt, info, device, bf16, corpus, sam, spec, n_trainabl
         if step % cfg.val_every == 0 or step == cfg.steps:
             val = run_validation()
 
+    fingerprints = _rank_fingerprints(sam, info)
     final = out_dir / "model.safetensors"
     if info.is_main:
         save_model(final, sam, spec, meta={
@@ -303,6 +319,6 @@ def _train(cfg, out_dir, ckpt, info, device, bf16, corpus, sam, spec, n_trainabl
             "config": dump_config(cfg), "corpus": {k: corpus.attrs.get(k) for k in
                                                    ("seed", "n_images", "pixel_size_um", "version")},
             "validation": val})
-        (out_dir / "DONE").write_text(json.dumps({"step": step}) + "\n")
+        atomic_write_json(out_dir / "DONE", {"step": step, "rank_weight_sha256": fingerprints})
     logger.close()
     return {"step": step, "model": str(final), "val": val, "train_loss": last_loss}

@@ -37,3 +37,14 @@ def write_config(path, corpus, **overrides) -> str:
         node[leaf] = value
     path.write_text(yaml.safe_dump(cfg))
     return str(path)
+
+
+@pytest.fixture
+def make_config(tmp_path):
+    """``make_config(corpus, **dotted_overrides) -> path`` of a micro training YAML."""
+    counter = iter(range(1000))
+
+    def make(corpus, **overrides):
+        return write_config(tmp_path / f"train-{next(counter)}.yaml", corpus, **overrides)
+
+    return make
