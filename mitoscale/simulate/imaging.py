@@ -39,8 +39,9 @@ class OTFStack:
 
     padded_shape: tuple[int, int]
     margin_px: int
-    support: np.ndarray  # flat indices into the rfft2 half plane
-    values: np.ndarray  # (F, P, K) float32
+    n_kx: int  # columns of the rfft half plane that reach into the OTF support
+    support: np.ndarray  # flat indices into the (ph, n_kx) low-kx part of the half plane
+    values: np.ndarray  # (K, F, P) float32, frequency-major for a batched matmul
     plane_z_nm: np.ndarray  # (P,)
     focal_z_nm: np.ndarray  # (F,) heights the focal slices are focused on
     focus_setting_nm: np.ndarray  # (F,) Gibson-Lanni focus parameter z_f of each slice
@@ -125,16 +126,23 @@ def _compute_otf_stack(optics, pixel_size_nm, shape, plane_z_nm, focal_z_nm, z0_
     fy = sfft.fftfreq(ph, d=p)[:, None]
     fx = sfft.rfftfreq(pw, d=p)[None, :]
     cutoff = 2.0 * optics.na / optics.wavelength_nm
-    support = np.flatnonzero((np.hypot(fy, fx) <= cutoff).ravel())
-    values = otf.reshape(otf.shape[:2] + (-1,))[..., support].astype(np.float32)
-    return OTFStack(padded_shape=(ph, pw), margin_px=margin, support=support,
-                    values=np.ascontiguousarray(values),
-                    plane_z_nm=np.asarray(plane_z_nm), focal_z_nm=np.asarray(focal_z_nm),
+    inside = np.hypot(fy, fx) <= cutoff  # (ph, pw // 2 + 1)
+    n_kx = int(np.flatnonzero(inside.any(axis=0)).max()) + 1
+    support = np.flatnonzero(inside[:, :n_kx].ravel())
+    values = otf[:, :, :, :n_kx].reshape(otf.shape[:2] + (-1,))[..., support]
+    values = np.ascontiguousarray(values.transpose(2, 0, 1), dtype=np.float32)  # (K, F, P)
+    return OTFStack(padded_shape=(ph, pw), margin_px=margin, n_kx=n_kx, support=support,
+                    values=values, plane_z_nm=np.asarray(plane_z_nm), focal_z_nm=np.asarray(focal_z_nm),
                     focus_setting_nm=zf)
 
 
 def focal_scan_max(density: np.ndarray, stack: OTFStack, shape: tuple[int, int]) -> np.ndarray:
     """Noise-free max projection of the focal scan.
+
+    The 2D FFTs are pruned to the band limit: the forward transform keeps
+    only the ``n_kx`` low-frequency columns before its column pass, and the
+    inverse runs its column pass on those columns only and its row pass on
+    the image rows only.
 
     Parameters
     ----------
@@ -150,17 +158,24 @@ def focal_scan_max(density: np.ndarray, stack: OTFStack, shape: tuple[int, int])
     """
     h, w = shape
     ph, pw = stack.padded_shape
-    m = stack.margin_px
-    n_planes, dh, dw = density.shape
+    m, n_kx = stack.margin_px, stack.n_kx
+    n_planes = density.shape[0]
+    n_freq, n_focal, _ = stack.values.shape
     used = np.flatnonzero(density.reshape(n_planes, -1).any(axis=1))
-    spec_shape = (ph, pw // 2 + 1)
-    n_focal = stack.values.shape[0]
-    acc = np.zeros((n_focal, stack.support.size), dtype=np.complex64)
-    for j in used:
-        spec = sfft.rfft2(density[j], s=(ph, pw)).ravel()[stack.support]
-        acc += stack.values[:, j, :] * spec[None, :]
-    full = np.zeros((n_focal, spec_shape[0] * spec_shape[1]), dtype=np.complex64)
-    full[:, stack.support] = acc
-    slices = sfft.irfft2(full.reshape((n_focal,) + spec_shape), s=(ph, pw), axes=(-2, -1))
+    # forward: rows (real FFT), keep the low columns, then columns
+    spec = np.zeros((n_freq, n_planes), dtype=np.complex64)
+    if used.size:
+        rows = sfft.rfft(density[used], n=pw, axis=2)[:, :, :n_kx]
+        cols = sfft.fft(rows, n=ph, axis=1)
+        spec[:, used] = cols.reshape(len(used), -1)[:, stack.support].T
+    # sum over object planes for every focal slice: (K, F, P) @ (K, P, 2) real matmul
+    spec_ri = spec.view(np.float32).reshape(n_freq, n_planes, 2)
+    acc = np.matmul(stack.values, spec_ri)  # (K, F, 2)
+    acc_c = np.ascontiguousarray(acc).view(np.complex64)[..., 0]  # (K, F)
+    # inverse: columns on the low columns only, keep the image rows, then rows
+    full = np.zeros((n_focal, ph * n_kx), dtype=np.complex64)
+    full[:, stack.support] = acc_c.T
+    cols = sfft.ifft(full.reshape(n_focal, ph, n_kx), axis=1)[:, m: m + h, :]
+    slices = sfft.irfft(cols, n=pw, axis=2)[:, :, m: m + w]
     # density pixel (i, j) sits at grid (i, j); image pixel (y, x) is density (y + m, x + m)
-    return slices[:, m: m + h, m: m + w].max(axis=0)
+    return slices.max(axis=0)

@@ -47,30 +47,20 @@ def _hat_cdf(u: np.ndarray) -> np.ndarray:
     return np.where(u <= 0, 0.5 * (u + 1) ** 2, 1.0 - 0.5 * (1 - u) ** 2)
 
 
-def _nearest_on_polyline(px: np.ndarray, py: np.ndarray, pts: np.ndarray):
-    """Nearest point of a 2D-projected polyline for every query point.
+def _polylines(tubes: list[Tube]):
+    """Centreline polylines of all tubes, padded to a common segment count.
 
-    Returns squared lateral distance, z of the centreline there, cos of the
-    segment's tilt and whether the nearest point is a curve end (cap).
+    Returns points (T, S + 1, 3) float64 (padding repeats the last point) and
+    the true segment count per tube.
     """
-    a = pts[:-1]
-    seg = pts[1:] - a  # (S, 3)
-    sxy2 = seg[:, 0] ** 2 + seg[:, 1] ** 2
-    dx = px[:, None] - a[None, :, 0]
-    dy = py[:, None] - a[None, :, 1]
-    t = (dx * seg[None, :, 0] + dy * seg[None, :, 1]) / np.maximum(sxy2, 1e-12)[None, :]
-    np.clip(t, 0.0, 1.0, out=t)
-    ex = dx - t * seg[None, :, 0]
-    ey = dy - t * seg[None, :, 1]
-    d2 = ex * ex + ey * ey
-    k = np.argmin(d2, axis=1)
-    rows = np.arange(len(k))
-    tk = t[rows, k]
-    zc = a[k, 2] + tk * seg[k, 2]
-    seg_len = np.sqrt(sxy2 + seg[:, 2] ** 2)
-    cos_tilt = np.where(seg_len > 0, np.sqrt(sxy2) / np.maximum(seg_len, 1e-12), 1.0)[k]
-    cap = ((k == 0) & (tk <= 0.0)) | ((k == len(seg) - 1) & (tk >= 1.0))
-    return d2[rows, k], zc, cos_tilt, cap
+    arcs = [max(t.length_nm - t.width_nm, 0.0) for t in tubes]
+    nseg = np.array([segment_count(a) if a > 0 else 1 for a in arcs])
+    s_max = int(nseg.max())
+    pts = np.empty((len(tubes), s_max + 1, 3))
+    for i, (t, n) in enumerate(zip(tubes, nseg)):
+        pts[i, : n + 1] = bezier(t.control_points, n + 1)
+        pts[i, n + 1:] = pts[i, n]
+    return pts, nseg
 
 
 def rasterise(
@@ -81,6 +71,10 @@ def rasterise(
     margin_px: int,
 ):
     """Dye density on object planes and the ground-truth mask of every tube.
+
+    All tubes are processed together: every pixel of every tube's bounding
+    window is paired with the segments of its own tube's polyline, so the
+    cost is a few NumPy passes over ``sum(window areas) x segments`` values.
 
     Parameters
     ----------
@@ -105,51 +99,90 @@ def rasterise(
     """
     h, w = shape
     m = int(margin_px)
+    gh, gw = h + 2 * m, w + 2 * m
     plane_z = np.asarray(plane_z_nm, dtype=np.float64)
-    dz = float(plane_z[1] - plane_z[0]) if len(plane_z) > 1 else 1.0
-    density = np.zeros((len(plane_z), h + 2 * m, w + 2 * m), dtype=np.float32)
-    masks = []
+    n_planes = len(plane_z)
+    dz = float(plane_z[1] - plane_z[0]) if n_planes > 1 else 1.0
+    density = np.zeros((n_planes, gh, gw), dtype=np.float32)
+    if not tubes:
+        return density, []
     p = float(pixel_size_nm)
-    for tube in tubes:
-        r = tube.radius_nm
-        arc = max(tube.length_nm - tube.width_nm, 0.0)
-        pts = bezier(tube.control_points, segment_count(arc) + 1)
-        if arc == 0.0:
-            pts = pts[:2]
-        # window of density pixels (in image pixel indices, may be negative)
-        x0 = max(int(math.floor((pts[:, 0].min() - r) / p - 0.5)), -m)
-        x1 = min(int(math.ceil((pts[:, 0].max() + r) / p + 0.5)) + 1, w + m)
-        y0 = max(int(math.floor((pts[:, 1].min() - r) / p - 0.5)), -m)
-        y1 = min(int(math.ceil((pts[:, 1].max() + r) / p + 0.5)) + 1, h + m)
-        if x1 <= x0 or y1 <= y0:
+    pts, nseg = _polylines(tubes)
+    radius = np.array([t.radius_nm for t in tubes])
+    bright = np.array([t.brightness for t in tubes])
+
+    # bounding windows in image pixel indices (may extend into the margin)
+    lo_xy = pts[:, :, :2].min(axis=1) - radius[:, None]
+    hi_xy = pts[:, :, :2].max(axis=1) + radius[:, None]
+    x0 = np.maximum(np.floor(lo_xy[:, 0] / p - 0.5).astype(int), -m)
+    y0 = np.maximum(np.floor(lo_xy[:, 1] / p - 0.5).astype(int), -m)
+    x1 = np.minimum(np.ceil(hi_xy[:, 0] / p + 0.5).astype(int) + 1, w + m)
+    y1 = np.minimum(np.ceil(hi_xy[:, 1] / p + 0.5).astype(int) + 1, h + m)
+    ww = np.maximum(x1 - x0, 0)
+    wh = np.maximum(y1 - y0, 0)
+    sizes = ww * wh
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    tube = np.repeat(np.arange(len(tubes)), sizes)
+    local = np.arange(int(sizes.sum())) - starts[tube]
+    row = y0[tube] + local // ww[tube]
+    col = x0[tube] + local % ww[tube]
+
+    # nearest point of the projected polyline (per pixel, over its tube's segments)
+    a = pts[:, :-1]  # (T, S, 3)
+    seg = pts[:, 1:] - a
+    sxy2 = seg[..., 0] ** 2 + seg[..., 1] ** 2  # (T, S)
+    inv = np.where(sxy2 > 0, 1.0 / np.maximum(sxy2, 1e-300), 0.0)
+    dx = ((col + 0.5) * p)[:, None] - a[tube, :, 0]
+    dy = ((row + 0.5) * p)[:, None] - a[tube, :, 1]
+    sx, sy = seg[tube, :, 0], seg[tube, :, 1]
+    t = np.clip((dx * sx + dy * sy) * inv[tube], 0.0, 1.0)
+    ex = dx - t * sx
+    ey = dy - t * sy
+    d2_all = ex * ex + ey * ey
+    k = np.argmin(d2_all, axis=1)
+    idx = np.arange(len(k))
+    d2 = d2_all[idx, k]
+    r2 = radius[tube] ** 2
+    inside = d2 <= r2
+
+    # z interval under each inside pixel
+    sel = np.flatnonzero(inside)
+    ti, ki, tk = tube[sel], k[sel], t[sel, k[sel]]
+    zc = a[ti, ki, 2] + tk * seg[ti, ki, 2]
+    seg_len = np.sqrt(sxy2 + seg[..., 2] ** 2)
+    cos_tilt = np.where(seg_len > 0, np.sqrt(sxy2) / np.maximum(seg_len, 1e-300), 1.0)[ti, ki]
+    last = nseg[ti] - 1
+    cap = ((ki == 0) & (tk <= 0.0)) | (ki > last) | ((ki == last) & (tk >= 1.0))
+    half = np.sqrt(np.maximum(r2[sel] - d2[sel], 0.0))
+    half = np.where(cap, half, half / np.maximum(cos_tilt, 1e-6))
+    # exact hat-function (linear interpolation) weights on every plane
+    u_hi = ((zc + half)[:, None] - plane_z[None, :]) / dz
+    u_lo = ((zc - half)[:, None] - plane_z[None, :]) / dz
+    wgt = (_hat_cdf(u_hi) - _hat_cdf(u_lo)) * (dz * bright[ti])[:, None]  # (n_in, P)
+    flat = (row[sel] + m) * gw + (col[sel] + m)
+    nz_i, nz_j = np.nonzero(wgt > 0)
+    acc = np.bincount(nz_j * (gh * gw) + flat[nz_i], weights=wgt[nz_i, nz_j], minlength=n_planes * gh * gw)
+    density[...] = acc.reshape(n_planes, gh, gw)
+
+    # ground truth restricted to the image
+    masks = []
+    for i in range(len(tubes)):
+        if sizes[i] == 0:
             masks.append(None)
             continue
-        cols = (np.arange(x0, x1) + 0.5) * p
-        rows = (np.arange(y0, y1) + 0.5) * p
-        py, px = np.meshgrid(rows, cols, indexing="ij")
-        d2, zc, cos_tilt, cap = _nearest_on_polyline(px.ravel(), py.ravel(), pts)
-        inside = d2 <= r * r
-        half = np.sqrt(np.maximum(r * r - d2, 0.0))
-        half = np.where(cap, half, half / cos_tilt)
-        lo, hi = zc - half, zc + half
-        # planes this tube can reach
-        j0 = max(int(math.floor((lo[inside].min() - plane_z[0]) / dz)) - 1, 0) if inside.any() else 0
-        j1 = min(int(math.ceil((hi[inside].max() - plane_z[0]) / dz)) + 2, len(plane_z)) if inside.any() else 0
-        win = (slice(y0 + m, y1 + m), slice(x0 + m, x1 + m))
-        for j in range(j0, j1):
-            wgt = dz * (_hat_cdf((hi - plane_z[j]) / dz) - _hat_cdf((lo - plane_z[j]) / dz))
-            wgt *= inside * tube.brightness
-            density[j][win] += wgt.reshape(y1 - y0, x1 - x0).astype(np.float32)
-        # ground truth restricted to the image
-        inside = inside.reshape(y1 - y0, x1 - x0)
-        iy0, iy1 = max(y0, 0), min(y1, h)
-        ix0, ix1 = max(x0, 0), min(x1, w)
-        crop = inside[iy0 - y0: iy1 - y0, ix0 - x0: ix1 - x0] if iy1 > iy0 and ix1 > ix0 else None
-        if crop is None or not crop.any():
+        win = inside[starts[i]: starts[i] + sizes[i]].reshape(wh[i], ww[i])
+        iy0, iy1 = max(y0[i], 0), min(y1[i], h)
+        ix0, ix1 = max(x0[i], 0), min(x1[i], w)
+        if iy1 <= iy0 or ix1 <= ix0:
             masks.append(None)
             continue
-        ys, xs = np.nonzero(crop.any(axis=1))[0], np.nonzero(crop.any(axis=0))[0]
-        by0, bx0 = iy0 + ys[0], ix0 + xs[0]
-        crop = crop[ys[0]: ys[-1] + 1, xs[0]: xs[-1] + 1]
-        masks.append(((by0, bx0, by0 + crop.shape[0], bx0 + crop.shape[1]), crop))
+        crop = win[iy0 - y0[i]: iy1 - y0[i], ix0 - x0[i]: ix1 - x0[i]]
+        rows_any = np.flatnonzero(crop.any(axis=1))
+        if rows_any.size == 0:
+            masks.append(None)
+            continue
+        cols_any = np.flatnonzero(crop.any(axis=0))
+        by0, bx0 = iy0 + rows_any[0], ix0 + cols_any[0]
+        crop = crop[rows_any[0]: rows_any[-1] + 1, cols_any[0]: cols_any[-1] + 1]
+        masks.append(((int(by0), int(bx0), int(by0) + crop.shape[0], int(bx0) + crop.shape[1]), crop))
     return density, masks

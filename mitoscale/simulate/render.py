@@ -34,7 +34,7 @@ import pandas as pd
 from mitoscale.errors import InputError
 from mitoscale.io.tables import instances_to_table
 from mitoscale.simulate.config import SimulateConfig
-from mitoscale.simulate.geometry import Tube, sample_crop_tubes
+from mitoscale.simulate.geometry import Tube, sample_tubes
 from mitoscale.simulate.imaging import focal_scan_max, otf_stack
 from mitoscale.simulate.raster import rasterise
 
@@ -151,11 +151,11 @@ def simulate_image(
     crop_nm = c.crop_nm
     n_rows = int(math.ceil(h * p / crop_nm - 1e-9))
     n_cols = int(math.ceil(w * p / crop_nm - 1e-9))
-    tubes: list[Tube] = []
-    for r in range(n_rows):
-        for col in range(n_cols):
-            centre = ((col + 0.5) * crop_nm, (r + 0.5) * crop_nm)
-            tubes += sample_crop_tubes(crop_rng(seed, index, r, col), cfg.geometry, centre, r, col)
+    tubes: list[Tube] = sample_tubes(
+        [(crop_rng(seed, index, r, col), ((col + 0.5) * crop_nm, (r + 0.5) * crop_nm), r, col)
+         for r in range(n_rows) for col in range(n_cols)],
+        cfg.geometry,
+    )
 
     planes, focal = _planes(cfg)
     o = cfg.optics
