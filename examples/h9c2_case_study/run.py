@@ -156,6 +156,7 @@ def main(argv=None) -> int:
     p.add_argument("--pixel-size", type=float, default=0.08, help="assumed pixel size in µm")
     p.add_argument("--model", default=None, help="checkpoint for our model (default: the shipped model)")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--scheduler", default=None, help="use a running Dask scheduler (tcp://host:port)")
     args = p.parse_args(argv)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     from mitoscale.cluster import get_client
@@ -165,7 +166,7 @@ def main(argv=None) -> int:
 
     args.out.mkdir(parents=True, exist_ok=True)
     results, skipped, timings = {}, {}, {}
-    with get_client("local", n_workers=args.workers) as client:
+    with get_client("local", scheduler=args.scheduler, n_workers=args.workers) as client:
         for method in methods:
             if method == "nellie" and not nellie_available():
                 skipped[method] = "optional extra not installed (pip install 'mitoscale[nellie]')"
