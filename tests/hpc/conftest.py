@@ -8,13 +8,11 @@ Tests that need SLURM skip with the reason when it cannot run here.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from slurm_service import SingleNodeSlurm, unavailable_reason  # noqa: E402
+from .slurm_service import SingleNodeSlurm, unavailable_reason
 
 
 @pytest.fixture(scope="session")
@@ -47,15 +45,3 @@ def slurm_clean(slurm):
     slurm.cancel_all()
     yield slurm
     slurm.cancel_all()
-
-
-def slurm_profile_opts(tmp_path: Path, **extra) -> list[str]:
-    """``--cluster-opt`` values that fit the 2-CPU test node (1 core, 2 GiB per job)."""
-    opts = {
-        "queue": "debug", "cores": 1, "processes": 1, "memory": "2GiB",
-        "walltime": "00:10:00", "interface": "lo", "dashboard_address": "127.0.0.1:0",
-        "log_directory": str(tmp_path / "worker-logs"), "start_timeout": 120,
-        "death_timeout": 30,
-    }
-    opts.update(extra)
-    return [f"{k}={v}" for k, v in opts.items()]

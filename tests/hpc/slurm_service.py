@@ -176,6 +176,11 @@ PartitionName={self.partition} Nodes={self.node} Default=YES MaxTime=INFINITE St
                                    f"see {self.root / 'log'}")
             time.sleep(0.5)
 
+    def submitted_jobs(self) -> int:
+        """Number of jobs submitted to this controller so far (from its log)."""
+        text = (self.root / "log" / "slurmctld.log").read_text(errors="replace")
+        return text.count("_slurm_rpc_submit_batch_job")
+
     def cancel_all(self) -> None:
         """Cancel every job and wait until the queue is empty."""
         self.client("scancel", "--full", "-p", self.partition, check=False)

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from conftest import slurm_profile_opts
+from .helpers import slurm_profile_opts
 from mitoscale.cluster import get_client
 
 pytestmark = pytest.mark.slurm
