@@ -475,8 +475,9 @@ def evaluate_tables(
     Raises
     ------
     mitoscale.errors.InputError
-        If the tables share no location, or a shared location lives on grids
-        of different shape or pixel size.
+        If both tables hold instances but share no location (mismatched
+        image ids), or a shared location lives on grids of different shape or
+        pixel size.  An empty prediction table is valid: everything is FN.
     """
     import pandas as pd
 
@@ -487,7 +488,7 @@ def evaluate_tables(
     gt_groups = dict(iter_locations(gt_df))
     keys = sorted(set(pred_groups) | set(gt_groups))
     shared = set(pred_groups) & set(gt_groups)
-    if keys and not shared:
+    if pred_groups and gt_groups and not shared:
         raise InputError("prediction and ground-truth tables share no image (compare their image_id columns)")
     empty = pred_df.iloc[:0]
     rows, scores, match_rows = [], [], []

@@ -192,6 +192,9 @@ def test_evaluate_tables_per_location_and_errors():
     assert matches[["pred_instance_id", "gt_instance_id"]].values.tolist() == [[5, 2]]
     with pytest.raises(InputError, match="share no image"):
         evaluate_tables(pred[pred.image_id == "img3"], gt)
+    # an empty prediction table is valid: every ground-truth instance is a miss
+    _, s_empty = evaluate_tables(pred.iloc[:0], gt)
+    assert (s_empty["tp"], s_empty["fn"], s_empty["n_images"]) == (0, 3, 2)
     other_grid = instances_to_table([box((16, 16), 0, 0, 4, 4)], image_id="img2", pixel_size_um=0.08)
     with pytest.raises(InputError, match="same grid"):
         evaluate_tables(other_grid, gt)
