@@ -1,7 +1,6 @@
 """Baseline kernels on real simulator output, label -> table conversion, Nellie (optional)."""
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from mitoscale.evaluate.baselines import ClassicalConfig, nellie_available, segment_classical, segment_nellie
