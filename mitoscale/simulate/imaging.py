@@ -116,12 +116,6 @@ def _compute_otf_stack(optics, pixel_size_nm, shape, plane_z_nm, focal_z_nm, z0_
     ], axis=1)  # (F, P, k, k)
     # one normalisation for the whole stack: the largest 2D PSF integral is 1
     kernels /= kernels.sum(axis=(2, 3)).max()
-    # place each kernel centred on the origin of the periodic grid
-    grid = np.zeros(kernels.shape[:2] + (ph, pw))
-    idx_y = (np.arange(k) - margin) % ph
-    idx_x = (np.arange(k) - margin) % pw
-    grid[..., idx_y[:, None], idx_x[None, :]] = kernels
-    otf = sfft.rfft2(grid, axes=(-2, -1)).real
     # band limit of the optics: |f| <= 2 NA / lambda (cycles per nm)
     fy = sfft.fftfreq(ph, d=p)[:, None]
     fx = sfft.rfftfreq(pw, d=p)[None, :]
@@ -129,8 +123,17 @@ def _compute_otf_stack(optics, pixel_size_nm, shape, plane_z_nm, focal_z_nm, z0_
     inside = np.hypot(fy, fx) <= cutoff  # (ph, pw // 2 + 1)
     n_kx = int(np.flatnonzero(inside.any(axis=0)).max()) + 1
     support = np.flatnonzero(inside[:, :n_kx].ravel())
-    values = otf[:, :, :, :n_kx].reshape(otf.shape[:2] + (-1,))[..., support]
-    values = np.ascontiguousarray(values.transpose(2, 0, 1), dtype=np.float32)  # (K, F, P)
+    # OTF of each kernel centred on the origin of the periodic grid; one object
+    # plane at a time keeps the transient memory to a few tens of MB
+    n_focal, n_planes = kernels.shape[:2]
+    values = np.empty((support.size, n_focal, n_planes), dtype=np.float32)  # (K, F, P)
+    idx_y = (np.arange(k) - margin) % ph
+    idx_x = (np.arange(k) - margin) % pw
+    grid = np.zeros((n_focal, ph, pw))
+    for j in range(n_planes):
+        grid[:, idx_y[:, None], idx_x[None, :]] = kernels[:, j]
+        otf = sfft.rfft2(grid, axes=(-2, -1))[:, :, :n_kx].real  # real: the PSF is point-symmetric
+        values[:, :, j] = otf.reshape(n_focal, -1)[:, support].T
     return OTFStack(padded_shape=(ph, pw), margin_px=margin, n_kx=n_kx, support=support,
                     values=values, plane_z_nm=np.asarray(plane_z_nm), focal_z_nm=np.asarray(focal_z_nm),
                     focus_setting_nm=zf)
