@@ -1,0 +1,269 @@
+"""Benchmarks of ``mitoscale segment`` (issue 4 and the inference-speed half of issue 7).
+
+Parts (``--parts``, default all):
+
+speed      one 1024x1024 frame at 80 nm, end to end in-process: wall time, encoder and
+           decoder time, overhead above encoder + decoder, peak RSS (in a fresh process)
+windows    decoding against local embedding windows vs the whole map: time per prompt,
+           precision / recall / mean Dice on the simulated ground truth
+prompting  skipping prompts on already-covered pixels: decoder prompts per instance, recall
+amg        segment-anything's SamAutomaticMaskGenerator (32x32 grid per tile), same model,
+           same image (512x512 at 80 nm): time, precision, recall
+dask       the same job on a LocalCluster with 1 and 2 single-threaded workers
+floor      FLOPs of the encoder per tile and the decoder per prompt, and this CPU's
+           measured matmul throughput: the arithmetic floor of the timings
+
+Usage::
+
+    nice .venv/bin/python benchmarks/bench_segment.py --out benchmarks/segment_results.json
+    .venv/bin/python benchmarks/bench_segment.py --parts speed,amg --model my.safetensors
+
+Images are simulated with ``mitoscale.simulate.simulate_image`` (seed 123), so the
+ground truth is exact.  Numbers measured while other jobs share the CPU are noisy;
+the JSON records the load average before and after every part.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+SEED = 123
+
+
+def _load():
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def simulate(shape, pixel_nm=80.0, index=0):
+    from mitoscale.simulate.config import load_simulate_config
+    from mitoscale.simulate.render import simulate_image
+
+    s = simulate_image(load_simulate_config(None), SEED, index, pixel_size_nm=pixel_nm, shape=shape)
+    gt = s.table.copy()
+    gt["image_id"] = "image"
+    return s.image, gt
+
+
+def score(df, gt):
+    from mitoscale.evaluate.metrics import evaluate_tables
+
+    _, summary = evaluate_tables(df, gt)
+    return {k: summary[k] for k in ("precision", "recall", "mean_dice") if k in summary}
+
+
+def load(model):
+    from mitoscale.segment.runtime import get_model
+
+    return get_model(model, None, "cpu")
+
+
+def run_frame(image, model, cfg, repeats=1):
+    from mitoscale.segment.frame import segment_frame
+
+    sam, spec, _ = model
+    best = None
+    for _ in range(repeats):
+        st = {}
+        t0 = time.perf_counter()
+        df = segment_frame(image, 0.08, sam, spec, cfg, stats=st)
+        st["wall_s"] = time.perf_counter() - t0
+        if best is None or st["wall_s"] < best[1]["wall_s"]:
+            best = (df, st)
+    return best
+
+
+def part_speed(args, model):
+    from mitoscale.segment.config import SegmentConfig
+
+    image, gt = simulate((1024, 1024))
+    cfg = SegmentConfig()
+    run_frame(image[:256, :256], model, cfg)  # warm-up
+    df, st = run_frame(image, model, cfg, repeats=args.repeats)
+    enc_dec = st["encoder_s"] + st["decoder_s"]
+    res = {"frame": "1024x1024 @ 80 nm", "instances": len(df), "gt_instances": len(gt),
+           **{k: round(v, 4) if isinstance(v, float) else v for k, v in st.items()},
+           "overhead_vs_encoder_plus_decoder": round(st["wall_s"] / enc_dec - 1, 4),
+           "decoder_prompts_per_instance": round(st["decoded"] / max(len(df), 1), 3),
+           **score(df, gt)}
+    # peak memory of the segmentation job alone in a fresh process (python, torch, model,
+    # frame, segmentation; the simulator that made the frame runs in this process instead)
+    with tempfile.TemporaryDirectory() as tmp:
+        np.save(Path(tmp) / "frame.npy", image)
+        code = ("import resource,sys,numpy as np;sys.path.insert(0,'benchmarks');import bench_segment as b;"
+                "from mitoscale.segment.config import SegmentConfig;"
+                f"m=b.load({args.model!r});im=np.load({str(Path(tmp) / 'frame.npy')!r});"
+                "b.run_frame(im,m,SegmentConfig());"
+                "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    res["peak_rss_mb"] = round(int(out.stdout.strip().splitlines()[-1]) / 1024, 1)
+    return res
+
+
+def part_windows(args, model):
+    from mitoscale.segment.config import SegmentConfig
+
+    image, gt = simulate((512, 512), index=1)
+    rows = []
+    for window in (None, 16, 8):
+        cfg = SegmentConfig()
+        cfg.decode.window = window
+        df, st = run_frame(image, model, cfg)
+        rows.append({"window_cells": window or "full map", "wall_s": round(st["wall_s"], 3),
+                     "decoder_s": round(st["decoder_s"], 3), "decoded": st["decoded"],
+                     "ms_per_prompt": round(1000 * st["decoder_s"] / max(st["decoded"], 1), 2),
+                     "instances": len(df), **score(df, gt)})
+    return rows
+
+
+def part_prompting(args, model):
+    from mitoscale.segment.config import SegmentConfig
+
+    image, gt = simulate((512, 512), index=2)
+    rows = []
+    for skip in (False, True):
+        cfg = SegmentConfig()
+        cfg.prompts.skip_covered = skip
+        df, st = run_frame(image, model, cfg)
+        rows.append({"skip_covered": skip, "prompts": st["prompts"], "decoded": st["decoded"],
+                     "instances": len(df),
+                     "decoder_prompts_per_instance": round(st["decoded"] / max(len(df), 1), 2),
+                     "wall_s": round(st["wall_s"], 3), **score(df, gt)})
+    return rows
+
+
+def amg_frame(image, model, tile=None, points_per_side=32):
+    """SamAutomaticMaskGenerator on non-overlapping model-sized tiles of a normalised frame."""
+    from segment_anything import SamAutomaticMaskGenerator
+
+    from mitoscale.io.tables import instances_to_table
+    from mitoscale.model import normalize_intensity
+
+    sam, spec, _ = model
+    tile = tile or spec.img_size
+    gen = SamAutomaticMaskGenerator(sam, points_per_side=points_per_side, points_per_batch=64)
+    norm = normalize_intensity(image)
+    crops, offsets, scores = [], [], []
+    for y in range(0, image.shape[0], tile):
+        for x in range(0, image.shape[1], tile):
+            rgb = np.repeat((norm[y:y + tile, x:x + tile] * 255).astype(np.uint8)[..., None], 3, -1)
+            for m in gen.generate(rgb):
+                crops.append(m["segmentation"])
+                offsets.append((y, x))
+                scores.append(m["predicted_iou"])
+    return instances_to_table(crops, offsets=offsets, shape=image.shape, image_id="image",
+                              pixel_size_um=0.08, scores=scores)
+
+
+def part_amg(args, model):
+    import torch
+
+    from mitoscale.segment.config import SegmentConfig
+
+    image, gt = simulate((512, 512), index=3)
+    df, st = run_frame(image, model, SegmentConfig())
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        amg = amg_frame(image, model)
+    t_amg = time.perf_counter() - t0
+    ours = {"wall_s": round(st["wall_s"], 3), "instances": len(df), "decoded": st["decoded"],
+            **score(df, gt)}
+    theirs = {"wall_s": round(t_amg, 3), "instances": len(amg), "prompts": 32 * 32 * 4, **score(amg, gt)}
+    return {"image": "512x512 @ 80 nm (4 tiles)", "mitoscale": ours, "sam_amg_32x32": theirs,
+            "speedup": round(t_amg / st["wall_s"], 2)}
+
+
+def part_dask(args, model):
+    from distributed import Client, LocalCluster
+
+    from mitoscale.io.omezarr import write_ome_zarr_image
+    from mitoscale.segment.config import SegmentConfig
+    from mitoscale.segment.pipeline import run_segmentation
+
+    frames = np.stack([simulate((512, 512), index=10 + i)[0] for i in range(args.dask_frames)])
+    tmp = Path(tempfile.mkdtemp(prefix="bench-seg-"))
+    path = write_ome_zarr_image(tmp / "movie.ome.zarr", frames, "tyx", 0.08)
+    res = {"input": f"{len(frames)} frames of 512x512 @ 80 nm"}
+    for n in (1, 2):
+        with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                          host="127.0.0.1") as cluster, Client(cluster) as client:
+            run_segmentation(path, tmp / f"warm{n}", model=args.model, cfg=SegmentConfig(),
+                             client=client, progress=False)  # starts workers, loads the model
+            t0 = time.perf_counter()
+            man = run_segmentation(path, tmp / f"out{n}", model=args.model, cfg=SegmentConfig(),
+                                   client=client, progress=False)
+            res[f"workers_{n}_s"] = round(time.perf_counter() - t0, 3)
+            res[f"workers_{n}_instances"] = man["counts"]["instances"]
+    res["speedup_2_vs_1"] = round(res["workers_1_s"] / res["workers_2_s"], 3)
+    return res
+
+
+def part_floor(args, model):
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from mitoscale.segment.decode import decode_points, encode_tile
+
+    sam, spec, _ = model
+    tile = np.random.default_rng(0).random((spec.img_size,) * 2).astype(np.float32)
+    with FlopCounterMode(display=False) as fc:
+        emb = encode_tile(sam, spec, tile)
+    enc_flops = fc.get_total_flops()
+    res = {"encoder_gflop_per_tile": round(enc_flops / 1e9, 3)}
+    pts = np.array([[spec.img_size // 2, spec.img_size // 2]] * 16)
+    for window in (None, 16, 8):
+        with FlopCounterMode(display=False) as fc:
+            decode_points(sam, spec, emb, pts, window=window)
+        res[f"decoder_mflop_per_prompt_window_{window or 'full'}"] = round(fc.get_total_flops() / 16 / 1e6, 2)
+    a = torch.randn(1024, 1024)
+    torch.mm(a, a)
+    t0 = time.perf_counter()
+    for _ in range(20):
+        torch.mm(a, a)
+    res["matmul_gflops_measured"] = round(20 * 2 * 1024 ** 3 / (time.perf_counter() - t0) / 1e9, 1)
+    res["torch_threads"] = torch.get_num_threads()
+    return res
+
+
+PARTS = {"floor": part_floor, "speed": part_speed, "windows": part_windows,
+         "prompting": part_prompting, "amg": part_amg, "dask": part_dask}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default=None, help="checkpoint (default: the shipped model)")
+    p.add_argument("--parts", default=",".join(PARTS), help="comma-separated subset of " + ",".join(PARTS))
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--dask-frames", type=int, default=8)
+    p.add_argument("--out", default=None, help="write the results as JSON here")
+    args = p.parse_args(argv)
+    os.environ.setdefault("MITOSCALE_NO_PROGRESS", "1")
+    model = load(args.model)
+    results = {"machine": {"host": platform.node(), "cpus": os.cpu_count(),
+                           "python": platform.python_version(), "processor": platform.processor()},
+               "date": time.strftime("%Y-%m-%d %H:%M"), "model": model[1].name,
+               "model_meta": {k: v for k, v in model[2].items() if isinstance(v, (str, int, float))}}
+    for name in args.parts.split(","):
+        before = _load()
+        t0 = time.time()
+        results[name] = PARTS[name](args, model)
+        results[name + "_meta"] = {"load_before": before, "load_after": _load(),
+                                   "part_s": round(time.time() - t0, 1)}
+        print(json.dumps({name: results[name]}, indent=1), flush=True)
+    results["self_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
