@@ -41,14 +41,24 @@ def _json_path(weights: Path) -> Path:
 
 
 def save_model(path: str | Path, model: torch.nn.Module, spec: ModelSpec,
-               meta: dict[str, Any] | None = None) -> Path:
-    """Write ``PATH.safetensors`` (weights) and ``PATH.json`` (spec + meta), atomically."""
+               meta: dict[str, Any] | None = None, dtype: torch.dtype | None = None) -> Path:
+    """Write ``PATH.safetensors`` (weights) and ``PATH.json`` (spec + meta), atomically.
+
+    Parameters
+    ----------
+    dtype : torch dtype, optional
+        Store floating-point tensors in this dtype (e.g. ``torch.float16`` to
+        halve a shipped file); :func:`load_model` casts them back to the
+        model's float32 parameters.
+    """
     from safetensors.torch import save
 
     path = Path(path)
     if path.suffix != ".safetensors":
         path = path.with_suffix(".safetensors")
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    if dtype is not None:
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     atomic_write_bytes(path, save(state))
     atomic_write_json(_json_path(path), {"format": "mitoscale-model/1", "spec": spec.to_dict(),
                                          "meta": meta or {}})
