@@ -164,10 +164,9 @@ def simulate_image(
     blurred = focal_scan_max(density, stack, (h, w))
 
     kept = [k for k, m in enumerate(masks) if m is not None]
-    fg = np.zeros((h, w), dtype=bool)
-    for k in kept:
-        (y0, x0, y1, x1), crop = masks[k]
-        fg[y0:y1, x0:x1] |= crop
+    kept_masks = [masks[k] for k in kept]
+    labels, layer_of = layer_labels(kept_masks, (h, w), c.max_label_layers)
+    fg = (labels > 0).any(axis=0)
 
     budget = image_rng(seed, index, 0)
     sbr = float(budget.uniform(*cfg.imaging.sbr))
@@ -178,8 +177,6 @@ def simulate_image(
     noise = image_rng(seed, index, 2)
     image = np.minimum(noise.poisson(expected), np.iinfo(np.uint16).max).astype(np.uint16)
 
-    kept_masks = [masks[k] for k in kept]
-    labels, layer_of = layer_labels(kept_masks, (h, w), c.max_label_layers)
     kt = [tubes[k] for k in kept]
     table = instances_to_table(
         [crop for _, crop in kept_masks], offsets=[bbox[:2] for bbox, _ in kept_masks], shape=(h, w),
