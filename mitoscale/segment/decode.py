@@ -30,18 +30,33 @@ import torch.nn.functional as F
 
 from mitoscale.model import to_sam_input
 
-__all__ = ["encode_tile", "DecodedMasks", "decode_points"]
+__all__ = ["encode_tile", "DecodedMasks", "decode_points", "use_bf16", "autocast"]
+
+
+def use_bf16(setting, device: str = "cpu") -> bool:
+    """Resolve the ``bf16`` setting: ``auto`` means a CPU with native bfloat16 support."""
+    if device != "cpu":
+        return False
+    if setting == "auto":
+        try:
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            return False
+    return bool(setting)
+
+
+def autocast(enabled: bool):
+    """bfloat16 autocast on the CPU when ``enabled`` (else a no-op context)."""
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled)
 
 
 @torch.inference_mode()
 def encode_tile(model, spec, tile: np.ndarray, bf16: bool = False) -> torch.Tensor:
     """Image embedding ``(1, C, E, E)`` of a normalised ``(h, w)`` tile (``h, w <= img_size``)."""
     x = to_sam_input(tile, spec.img_size)[None].to(next(model.parameters()).device)
-    if bf16 and x.device.type == "cpu":
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            emb = model.image_encoder(x)
-        return emb.float()
-    return model.image_encoder(x)
+    with autocast(bf16 and x.device.type == "cpu"):
+        emb = model.image_encoder(x)
+    return emb.float()
 
 
 @dataclass
@@ -66,7 +81,7 @@ def _window_origin(c: np.ndarray, window: int, size: int) -> np.ndarray:
 
 @torch.inference_mode()
 def decode_points(model, spec, embedding: torch.Tensor, points: np.ndarray,
-                  window: int | None = 16, multimask: bool = True) -> DecodedMasks:
+                  window: int | None = 16, multimask: bool = True, bf16: bool = False) -> DecodedMasks:
     """Decode one positive point prompt per row of ``points`` against local windows.
 
     Parameters
@@ -82,11 +97,18 @@ def decode_points(model, spec, embedding: torch.Tensor, points: np.ndarray,
         (identical to ``Sam``'s own decoding).
     multimask : bool
         Predict SAM's three masks and keep the one with the highest predicted IoU.
+    bf16 : bool
+        bfloat16 autocast (CPU).
 
     Returns
     -------
     DecodedMasks
     """
+    with autocast(bf16 and embedding.device.type == "cpu"):
+        return _decode(model, spec, embedding, points, window, multimask)
+
+
+def _decode(model, spec, embedding, points, window, multimask) -> DecodedMasks:
     pe_full = model.prompt_encoder.get_dense_pe()  # (1, C, E, E)
     _, c, eh, ew = embedding.shape
     dev = embedding.device
@@ -101,11 +123,9 @@ def decode_points(model, spec, embedding: torch.Tensor, points: np.ndarray,
         src = embedding.expand(n, -1, -1, -1)
         pos = pe_full.expand(n, -1, -1, -1)
     else:
-        idx_y = torch.as_tensor(wy[:, None] + np.arange(w)[None], dtype=torch.long, device=dev)
-        idx_x = torch.as_tensor(wx[:, None] + np.arange(w)[None], dtype=torch.long, device=dev)
-        both = torch.cat([embedding, pe_full], dim=1)[0]  # (2C, E, E)
-        win = both[:, idx_y[:, :, None], idx_x[:, None, :]]  # (2C, n, w, w)
-        win = win.permute(1, 0, 2, 3)
+        both = torch.cat([embedding, pe_full.to(embedding.dtype)], dim=1)[0]  # (2C, E, E)
+        # a stack of slices is ~10x faster than advanced indexing here
+        win = torch.stack([both[:, y:y + w, x:x + w] for y, x in zip(wy.tolist(), wx.tolist())])
         src, pos = win[:, :c], win[:, c:]
     # SAM's prompt encoder: points as (x, y) in model input coordinates, label 1 = positive
     coords = torch.as_tensor(pts[:, ::-1].copy(), dtype=torch.float32, device=dev)[:, None, :]
@@ -130,7 +150,7 @@ def decode_points(model, spec, embedding: torch.Tensor, points: np.ndarray,
     b, cu, hu, wu = up.shape
     low = torch.bmm(hyper[:, None, :], up.reshape(b, cu, hu * wu)).reshape(n, 1, hu, wu)
     size = w * patch
-    logits = F.interpolate(low, size=(size, size), mode="bilinear", align_corners=False)[:, 0].cpu()
-    scores = iou[rows, best].cpu().numpy().astype(np.float64)
+    logits = F.interpolate(low.float(), size=(size, size), mode="bilinear", align_corners=False)[:, 0].cpu()
+    scores = iou[rows, best].float().cpu().numpy().astype(np.float64)
     inner = np.stack([wy > 0, wx > 0, wy + w < eh, wx + w < ew], axis=1)
     return DecodedMasks(logits=logits, scores=scores, y0=wy * patch, x0=wx * patch, inner_edges=inner)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mitoscale.segment.config import SegmentConfig
-from mitoscale.segment.decode import decode_points, encode_tile
+from mitoscale.segment.decode import decode_points, encode_tile, use_bf16
 from mitoscale.segment.postprocess import Candidate, largest_component
 
 __all__ = ["TileStats", "segment_tile", "masks_from_decoded"]
@@ -106,7 +106,8 @@ def segment_tile(model, spec, tile: np.ndarray, points: np.ndarray,
     cfg = cfg or SegmentConfig()
     stats = TileStats(prompts=len(points))
     t0 = time.perf_counter()
-    emb = encode_tile(model, spec, tile, bf16=cfg.model.bf16)
+    bf16 = use_bf16(cfg.model.bf16, next(model.parameters()).device.type)
+    emb = encode_tile(model, spec, tile, bf16=bf16)
     stats.encoder_s = time.perf_counter() - t0
     if len(points) == 0:
         return [], stats
@@ -134,7 +135,7 @@ def segment_tile(model, spec, tile: np.ndarray, points: np.ndarray,
                 if len(chunk) == 0:
                     continue
             t1 = time.perf_counter()
-            dec = decode_points(model, spec, emb, chunk, window=win, multimask=dc.multimask)
+            dec = decode_points(model, spec, emb, chunk, window=win, multimask=dc.multimask, bf16=bf16)
             t2 = time.perf_counter()
             stats.decoder_s += t2 - t1
             stats.decoded += len(chunk)
