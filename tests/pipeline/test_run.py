@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import shutil
 
 import pytest
 
@@ -15,6 +15,105 @@ from .conftest import tiny_pipeline, write_config
 def _records(run_dir):
     st = RunState(run_dir)
     return {s: st.record(s) for s in ("simulate", "samples", "train", "segment", "analyze")}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, micro_model, local_client):
+    """A complete run of the tiny pipeline (copied by tests that change it)."""
+    tmp = tmp_path_factory.mktemp("finished")
+    cfg = tiny_pipeline(micro_model)
+    out = tmp / "run"
+    path = write_config(tmp / "p.yaml", cfg)
+    assert main(["run", "--config", str(path), "--out", str(out),
+                 "--scheduler", local_client.scheduler.address]) == 0
+    return cfg, out
+
+
+def _copy_run(src, dst):
+    shutil.copytree(src, dst)
+    return dst
+
+
+@pytest.mark.parametrize("change, rerun", [
+    ({"analyze": {"set": {"n_bootstrap": 200}}}, {"analyze"}),
+    ({"segment": {"set": {"postprocess.min_score": 0.0, "prompts.spacing": 24,
+                          "decode.window": 8}}}, {"segment", "analyze"}),
+    ({"samples": {"seed": 7}}, {"samples", "segment", "analyze"}),
+    ({"simulate": {"n_images": 6}}, {"simulate"}),  # train is off: nothing reads the corpus
+])
+def test_changed_config_reruns_only_that_stage_and_downstream(
+        tmp_path, micro_model, local_client, finished_run, capsys, change, rerun):
+    base, src = finished_run
+    out = _copy_run(src, tmp_path / "run")
+    before = _records(out)
+    cfg = tiny_pipeline(micro_model)
+    for section, values in change.items():
+        cfg[section] = {**cfg[section], **values}
+    path = write_config(tmp_path / "p2.yaml", cfg)
+
+    assert main(["status", str(out), "--config", str(path)]) == 0
+    stale = {ln.split()[0] for ln in capsys.readouterr().out.splitlines() if " stale " in ln}
+    assert stale == rerun
+
+    assert main(["run", "--config", str(path), "--out", str(out),
+                 "--scheduler", local_client.scheduler.address]) == 0
+    after = _records(out)
+    changed = {s for s in after if after[s] != before[s]}
+    assert changed == rerun
+    assert all(after[s]["state"] == "complete" for s in rerun)
+    assert all(after[s]["key"] != before[s]["key"] for s in rerun)
+
+
+def test_segment_recomputes_only_the_input_whose_settings_changed(
+        tmp_path, micro_model, local_client, finished_run):
+    _, src = finished_run
+    out = _copy_run(src, tmp_path / "run")
+    plate_markers = {p: p.stat().st_mtime_ns for p in (out / "segment" / "plate").rglob("*.done")}
+    cfg = tiny_pipeline(micro_model)
+    cfg["segment"]["inputs"] = [{"name": "extra", "path": str(out / "samples" / "timelapse.ome.zarr"),
+                                 "conditions": str(out / "samples" / "timelapse_conditions.csv")}]
+    path = write_config(tmp_path / "p.yaml", cfg)
+    assert main(["run", "--config", str(path), "--out", str(out),
+                 "--scheduler", local_client.scheduler.address]) == 0
+    rec = _records(out)["segment"]["summary"]
+    assert rec["plate"]["skipped"] == rec["plate"]["frames"] == 4  # untouched input: all skipped
+    assert rec["extra"]["skipped"] == 0 and rec["extra"]["frames"] == 2
+    assert {p: p.stat().st_mtime_ns for p in (out / "segment" / "plate").rglob("*.done")} == plate_markers
+    assert (out / "results" / "extra" / "per_condition.csv").is_file()
+
+
+def test_failed_stage_is_recorded_and_status_exits_nonzero(tmp_path, micro_model, capsys):
+    cfg = tiny_pipeline(micro_model, samples={"enabled": False})
+    cfg["simulate"]["enabled"] = False
+    cfg["segment"]["inputs"] = [{"name": "gone", "path": str(tmp_path / "missing.ome.zarr")}]
+    path = write_config(tmp_path / "p.yaml", cfg)
+    out = tmp_path / "run"
+    assert main(["run", "--config", str(path), "--out", str(out), "--workers", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("mitoscale run: error:") and "missing.ome.zarr" in err
+    rec = RunState(out).record("segment")
+    assert rec["state"] == "failed" and "missing.ome.zarr" in rec["error"]
+    assert main(["status", str(out)]) == 1
+    assert "segment   failed" in capsys.readouterr().out
+
+
+def test_bad_pipeline_configs_fail_before_any_work(tmp_path, micro_model, capsys):
+    out = tmp_path / "run"
+    cases = [
+        ({"simulate": {"n_imgs": 3}}, "unknown key 'simulate.n_imgs'"),
+        ({"simulate": {"set": {"geometry.width_nm": [500, 200]}}}, "width_nm"),
+        ({"cluster": {"profile": "nosuch"}}, "unknown cluster profile 'nosuch'"),
+        ({"segment": {"model": str(tmp_path / "none.safetensors")}}, "not found"),
+    ]
+    for i, (change, message) in enumerate(cases):
+        cfg = tiny_pipeline(micro_model)
+        for section, values in change.items():
+            cfg[section] = {**cfg[section], **values}
+        path = write_config(tmp_path / f"p{i}.yaml", cfg)
+        assert main(["run", "--config", str(path), "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert err.startswith("mitoscale run: error:") and message in err, err
+        assert not (out / "corpus.zarr").exists() and not (out / "samples").exists()
 
 
 def test_run_end_to_end_then_rerun_skips_everything(tmp_path, micro_model, local_client, capsys):
