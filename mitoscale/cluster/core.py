@@ -36,10 +36,11 @@ def client_from_args(args: argparse.Namespace) -> Iterator[Any]:
         yield client
 
 
-def _print_dashboard(client: Any, stream=sys.stderr) -> None:
+def _print_dashboard(client: Any, stream=None) -> None:
+    # resolve sys.stderr at call time: a default bound at import time may be a closed capture stream
     link = getattr(client, "dashboard_link", None)
     if link:
-        print(f"Dask dashboard: {link}", file=stream, flush=True)
+        print(f"Dask dashboard: {link}", file=stream or sys.stderr, flush=True)
 
 
 @contextlib.contextmanager
