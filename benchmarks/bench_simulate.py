@@ -126,6 +126,10 @@ def _warm():
     return os.getpid()
 
 
+def _cpu_seconds():
+    return time.process_time()
+
+
 def _peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
@@ -143,11 +147,15 @@ def throughput(cfg, n_images, workers, tmp):
         out = Path(tmp) / f"bench-{workers}.zarr"
         shutil.rmtree(out, ignore_errors=True)
         load0 = os.getloadavg()[0]
+        cpu0 = client.run(_cpu_seconds)
         res = write_corpus(cfg, out, n_images, seed=0, client=client)
+        cpu1 = client.run(_cpu_seconds)
         load1 = os.getloadavg()[0]
         rss = client.run(_peak_rss_mb)
+        cpu = sum(cpu1[k] - cpu0[k] for k in cpu1)
         size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     return dict(workers=workers, seconds=res["seconds"], rate=n_images / res["seconds"], warm=warm,
+                cpu_per_image=cpu / n_images, capacity=workers * n_images / cpu,
                 rss=max(rss.values()), load=(load0, load1), bytes_per_image=size / n_images)
 
 
@@ -198,8 +206,9 @@ def main(argv=None):
         f"128 x 128 crop** on one core; the full image takes {stages['total'][0] * 1e3:.1f} ms "
         f"({stages['total'][0] / t_floor:.1f} x the floor); rasterisation, noise and the table are the rest.",
         "", "## Throughput (write_corpus, LocalCluster, 512 x 512 images with masks and table to Zarr)", "",
-        "| workers | images/s | wall (s) | worker warm-up (s) | peak RSS per worker (MiB) | load avg start/end | "
-        "disk per image (KiB) |", "|---|---|---|---|---|---|---|",
+        "| workers | images/s (wall) | wall (s) | worker CPU ms / image | images/s at 1 core per worker (CPU) "
+        "| worker warm-up (s) | peak RSS per worker (MiB) | load avg start/end | disk per image (KiB) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     tmp = tempfile.mkdtemp(prefix="bench-simulate-")
     results = []
@@ -207,7 +216,8 @@ def main(argv=None):
         for w in args.workers:
             r = throughput(cfg, args.n_images, w, tmp)
             results.append(r)
-            lines.append(f"| {w} | {r['rate']:.1f} | {r['seconds']:.1f} | {r['warm']:.1f} | {r['rss']:.0f} | "
+            lines.append(f"| {w} | {r['rate']:.1f} | {r['seconds']:.1f} | {r['cpu_per_image'] * 1e3:.0f} | "
+                         f"{r['capacity']:.1f} | {r['warm']:.1f} | {r['rss']:.0f} | "
                          f"{r['load'][0]:.1f} / {r['load'][1]:.1f} | {r['bytes_per_image'] / 1024:.0f} |")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

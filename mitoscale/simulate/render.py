@@ -32,11 +32,11 @@ import numpy as np
 import pandas as pd
 
 from mitoscale.errors import InputError
-from mitoscale.io.tables import instances_to_table
 from mitoscale.simulate.config import SimulateConfig
 from mitoscale.simulate.geometry import Tube, sample_tubes
 from mitoscale.simulate.imaging import focal_scan_max, otf_stack
 from mitoscale.simulate.raster import rasterise
+from mitoscale.simulate.table import crops_to_table
 
 __all__ = ["SimulatedImage", "simulate_image", "layer_labels", "image_rng", "crop_rng", "image_id"]
 
@@ -178,21 +178,17 @@ def simulate_image(
     image = np.minimum(noise.poisson(expected), np.iinfo(np.uint16).max).astype(np.uint16)
 
     kt = [tubes[k] for k in kept]
-    table = instances_to_table(
-        [crop for _, crop in kept_masks], offsets=[bbox[:2] for bbox, _ in kept_masks], shape=(h, w),
-        image_id=image_id(index), pixel_size_um=p / 1000.0, image=image, z=-1,
+    table = crops_to_table(
+        kept_masks, shape=(h, w), image=image, image_id=image_id(index), pixel_size_um=p / 1000.0, z=-1,
         extra=dict(
             length_nm=[t.length_nm for t in kt],
             width_nm=[t.width_nm for t in kt],
             z_nm=[t.z_nm for t in kt],
             control_points_nm=[t.control_points.tolist() for t in kt],
-            crop_row=[t.crop_row for t in kt],
-            crop_col=[t.crop_col for t in kt],
-            label_layer=layer_of,
+            crop_row=np.array([t.crop_row for t in kt], dtype=np.int32),
+            crop_col=np.array([t.crop_col for t in kt], dtype=np.int32),
+            label_layer=np.array(layer_of, dtype=np.int32),
         ),
     )
-    table["crop_row"] = table["crop_row"].astype("int32")
-    table["crop_col"] = table["crop_col"].astype("int32")
-    table["label_layer"] = table["label_layer"].astype("int32")
     return SimulatedImage(image=image, labels=labels, table=table, sbr=sbr,
                           background=background, expected=expected)
