@@ -34,10 +34,10 @@ CASES = {
     "mito256-frozen-cache": ("mito256", True, True, "fp32", 1, 4, 12, 16, 2),
     "mito256-bf16-1proc-1thread": ("mito256", False, False, "bf16", 1, 2, 12, 16, 1),
     "mito256-bf16-ddp2-1thread": ("mito256", False, False, "bf16", 2, 2, 12, 16, 1),
-    "vit_b_512-frozen-loop": ("vit_b_512", True, False, "fp32", 1, 2, 12, None, 2),
-    "vit_b_512-frozen-cache": ("vit_b_512", True, True, "fp32", 1, 2, 12, None, 2),
     "vit_b-frozen-loop": ("vit_b", True, False, "fp32", 1, 1, 12, None, 2),
     "vit_b-frozen-cache": ("vit_b", True, True, "fp32", 1, 1, 12, None, 2),
+    "vit_b-frozen-loop-w16": ("vit_b", True, False, "fp32", 1, 1, 12, 16, 2),
+    "vit_b-frozen-cache-w16": ("vit_b", True, True, "fp32", 1, 1, 12, 16, 2),
 }
 GROUPS = {
     "small": [c for c in CASES if c.startswith("mito256")],

@@ -121,3 +121,26 @@ def test_windowed_decode_uses_matching_positional_slice():
                                         multimask_output=True)
         assert torch.allclose(logits[i:i + 1], ref, atol=1e-5)
         assert torch.allclose(iou[i:i + 1], ref_iou, atol=1e-5)
+
+
+def test_export_float16_roundtrip_and_default_model(tmp_path):
+    from mitoscale.model import default_model_path
+    from mitoscale.train.export import export_model
+
+    torch.manual_seed(3)
+    sam = build_sam("micro")
+    src = save_model(tmp_path / "src.safetensors", sam, get_spec("micro"), meta={"steps": 7})
+    dst = export_model(src, tmp_path / "ship.safetensors", dtype="float16", meta={"note": "ok"})
+    assert dst.stat().st_size < 0.6 * src.stat().st_size
+    model, spec, meta = load_model(dst, variant="micro")
+    assert meta["steps"] == 7 and meta["note"] == "ok" and meta["dtype"] == "float16"
+    for k, v in sam.state_dict().items():
+        w = model.state_dict()[k]
+        assert w.dtype == v.dtype
+        torch.testing.assert_close(w, v, rtol=1e-3, atol=1e-4)
+    # the shipped default model loads (what `mitoscale segment` uses without --model)
+    assert default_model_path().name == "mitoscale-small.safetensors"
+    if default_model_path().exists():
+        model, spec, meta = load_model(None)
+        assert spec.name == "mito256"
+        assert default_model_path().stat().st_size <= 25e6
