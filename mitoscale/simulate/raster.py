@@ -57,70 +57,25 @@ def _hat_cdf(u: np.ndarray) -> np.ndarray:
     return np.where(u <= 0, 0.5 * (u + 1) ** 2, 1.0 - 0.5 * (1 - u) ** 2)
 
 
-def _batch(pts: np.ndarray, radius: np.ndarray, shape, p: float, m: int):
-    """Pixels of the bounding windows of tubes sharing one segment count.
+def _expand(y0, x0, hh, ww):
+    """Row and column of every pixel of a list of windows, and each pixel's window index."""
+    sizes = hh * ww
+    owner = np.repeat(np.arange(len(sizes)), sizes)
+    local = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    return y0[owner] + local // ww[owner], x0[owner] + local % ww[owner], owner
 
-    Returns per-window geometry, and per inside pixel its window-local flat
-    position, tube, z-interval centre and half-length.
-    """
-    h, w = shape
-    n_seg = pts.shape[1] - 1
-    lo_xy = pts[:, :, :2].min(axis=1) - radius[:, None]
-    hi_xy = pts[:, :, :2].max(axis=1) + radius[:, None]
-    x0 = np.maximum(np.floor(lo_xy[:, 0] / p - 0.5).astype(int), -m)
-    y0 = np.maximum(np.floor(lo_xy[:, 1] / p - 0.5).astype(int), -m)
-    x1 = np.minimum(np.ceil(hi_xy[:, 0] / p + 0.5).astype(int) + 1, w + m)
-    y1 = np.minimum(np.ceil(hi_xy[:, 1] / p + 0.5).astype(int) + 1, h + m)
-    ww = np.maximum(x1 - x0, 0)
-    wh = np.maximum(y1 - y0, 0)
-    sizes = ww * wh
-    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    tube = np.repeat(np.arange(len(pts)), sizes)
-    local = np.arange(int(sizes.sum())) - starts[tube]
-    row = y0[tube] + local // ww[tube]
-    col = x0[tube] + local % ww[tube]
 
-    # per pixel and segment of its own tube: float32 on offsets from the segment
-    # start (< a few um), i.e. sub-nm precision
-    f32 = np.float32
-    a = pts[:, :-1]  # (T, S, 3)
-    seg = pts[:, 1:] - a
-    sxy2 = seg[..., 0] ** 2 + seg[..., 1] ** 2  # (T, S) squared xy length L^2
-    inv = np.where(sxy2 > 0, 1.0 / np.maximum(sxy2, 1e-300), 0.0)
-    dx = ((col + 0.5) * p).astype(f32)[:, None] - a[..., 0].astype(f32)[tube]
-    dy = ((row + 0.5) * p).astype(f32)[:, None] - a[..., 1].astype(f32)[tube]
-    sx, sy = seg[..., 0].astype(f32)[tube], seg[..., 1].astype(f32)[tube]
-    s0 = (dx * sx + dy * sy) * inv.astype(f32)[tube]  # unclamped projection parameter
-    l2 = sxy2.astype(f32)[tube]
-    dperp2 = dx * dx + dy * dy - s0 * s0 * l2  # squared distance to the segment's line
-    r2 = (radius**2).astype(f32)[tube][:, None]
-    h2 = r2 - dperp2
-    sc = np.clip(s0, 0.0, 1.0)
-    inside_seg = h2 - (sc - s0) ** 2 * l2 >= 0  # within r of the segment (capsule)
-    inside = inside_seg.any(axis=1)
-
-    # z interval of the union of segment capsules, for inside pixels only
-    sel = np.flatnonzero(inside)
-    ti = tube[sel]
-    s0, l2, h2 = s0[sel], l2[sel], h2[sel]
-    sz = seg[..., 2].astype(f32)[ti]
-    za = a[..., 2].astype(f32)[ti]
-    length3 = np.sqrt(sxy2 + seg[..., 2] ** 2)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        k_ds = np.where(sxy2 > 0, 1.0 / np.sqrt(sxy2) / np.maximum(length3, 1e-300), 1e30)
-    ds = np.sqrt(np.maximum(h2, 0.0)) * sz * k_ds.astype(f32)[ti]  # h sin(tilt) / L
-    top = np.full(s0.shape, -np.inf, dtype=f32)
-    bottom = np.full(s0.shape, np.inf, dtype=f32)
-    for sign, out, op in ((1.0, top, np.maximum), (-1.0, bottom, np.minimum)):
-        sx_ = np.clip(s0 + sign * ds, 0.0, 1.0)
-        e2 = h2 - (sx_ - s0) ** 2 * l2
-        ok = e2 >= 0
-        z = za + sx_ * sz + sign * np.sqrt(np.maximum(e2, 0.0))
-        out[ok] = z[ok]
-    z_hi = top.max(axis=1).astype(np.float64)
-    z_lo = bottom.min(axis=1).astype(np.float64)
-    zc, half = 0.5 * (z_hi + z_lo), 0.5 * (z_hi - z_lo)
-    return (x0, y0, x1, y1, ww, wh, starts, sizes, inside), (row[sel], col[sel], ti, zc, half)
+def _geometry(tubes: list[Tube]):
+    """Polyline segments of all tubes: start (Ns, 3), step (Ns, 3), tube index (Ns,)."""
+    nseg = np.array([segment_count(max(t.length_nm - t.width_nm, 0.0)) for t in tubes])
+    starts, steps, owner = [], [], []
+    for n in np.unique(nseg):
+        members = np.flatnonzero(nseg == n)
+        pts = np.stack([bezier(tubes[i].control_points, n + 1) for i in members])  # (T, n + 1, 3)
+        starts.append(pts[:, :-1].reshape(-1, 3))
+        steps.append(np.diff(pts, axis=1).reshape(-1, 3))
+        owner.append(np.repeat(members, n))
+    return np.concatenate(starts), np.concatenate(steps), np.concatenate(owner)
 
 
 def rasterise(
@@ -132,10 +87,10 @@ def rasterise(
 ):
     """Dye density on object planes and the ground-truth mask of every tube.
 
-    Tubes are processed in a few batches (one per polyline segment count):
-    every pixel of every tube's bounding window is paired with the segments
-    of its own tube, so the cost is a few NumPy passes over
-    ``sum(window areas) x segments`` values.
+    Every polyline segment is paired with the pixels of its own small window
+    (its bounding box grown by the radius), so the work is a few NumPy passes
+    over those (pixel, segment) pairs; per-pixel results of a tube are
+    combined with ``ufunc.at`` (any inside, highest top, lowest bottom).
 
     Parameters
     ----------
@@ -170,43 +125,88 @@ def rasterise(
     p = float(pixel_size_nm)
     radius = np.array([t.radius_nm for t in tubes])
     bright = np.array([t.brightness for t in tubes])
-    nseg = np.array([segment_count(max(t.length_nm - t.width_nm, 0.0)) for t in tubes])
+    a, step, seg_tube = _geometry(tubes)
+    b = a + step
+    r_seg = radius[seg_tube]
 
-    flat_parts, weight_parts = [], []
-    for n in np.unique(nseg):
-        members = np.flatnonzero(nseg == n)
-        pts = np.stack([bezier(tubes[i].control_points, n + 1) for i in members])
-        (x0, y0, x1, y1, ww, wh, starts, sizes, inside), (row, col, ti, zc, half) = \
-            _batch(pts, radius[members], shape, p, m)
-        # exact hat-function (linear interpolation) weights on every plane
-        u_hi = ((zc + half)[:, None] - plane_z[None, :]) / dz
-        u_lo = ((zc - half)[:, None] - plane_z[None, :]) / dz
-        wgt = (_hat_cdf(u_hi) - _hat_cdf(u_lo)) * (dz * bright[members][ti])[:, None]  # (n_in, P)
-        nz_i, nz_j = np.nonzero(wgt > 0)
-        flat_parts.append(nz_j * (gh * gw) + ((row + m) * gw + (col + m))[nz_i])
-        weight_parts.append(wgt[nz_i, nz_j])
-        # ground truth restricted to the image
-        for j, i in enumerate(members):
-            masks[i] = _mask(inside[starts[j]: starts[j] + sizes[j]].reshape(wh[j], ww[j]),
-                             int(y0[j]), int(x0[j]), shape)
-    acc = np.bincount(np.concatenate(flat_parts), weights=np.concatenate(weight_parts),
-                      minlength=n_planes * gh * gw)
-    return acc.astype(np.float32).reshape(n_planes, gh, gw), masks
+    def window(lo_x, lo_y, hi_x, hi_y):
+        x0 = np.maximum(np.floor(lo_x / p - 0.5).astype(np.int64), -m)
+        y0 = np.maximum(np.floor(lo_y / p - 0.5).astype(np.int64), -m)
+        x1 = np.minimum(np.ceil(hi_x / p + 0.5).astype(np.int64) + 1, w + m)
+        y1 = np.minimum(np.ceil(hi_y / p + 0.5).astype(np.int64) + 1, h + m)
+        return y0, x0, np.maximum(y1 - y0, 0), np.maximum(x1 - x0, 0)
 
+    # one window per tube (for the masks and the pixel keys) ...
+    lo = np.full((len(tubes), 2), np.inf)
+    hi = np.full((len(tubes), 2), -np.inf)
+    np.minimum.at(lo, seg_tube, np.minimum(a, b)[:, :2] - r_seg[:, None])
+    np.maximum.at(hi, seg_tube, np.maximum(a, b)[:, :2] + r_seg[:, None])
+    ty0, tx0, thh, tww = window(lo[:, 0], lo[:, 1], hi[:, 0], hi[:, 1])
+    tstart = np.cumsum(thh * tww) - thh * tww
+    n_pix = int((thh * tww).sum())
+    # ... and one per segment, whose pixels are paired with that segment
+    sy0, sx0, shh, sww = window(np.minimum(a[:, 0], b[:, 0]) - r_seg, np.minimum(a[:, 1], b[:, 1]) - r_seg,
+                                np.maximum(a[:, 0], b[:, 0]) + r_seg, np.maximum(a[:, 1], b[:, 1]) + r_seg)
+    row, col, seg = _expand(sy0, sx0, shh, sww)
+    t_of = seg_tube[seg]
+    key = tstart[t_of] + (row - ty0[t_of]) * tww[t_of] + (col - tx0[t_of])
 
-def _mask(win: np.ndarray, y0: int, x0: int, shape):
-    """Clip a window's inside flags to the image; ``(bbox, crop)`` or None."""
-    h, w = shape
-    wh, ww = win.shape
-    iy0, iy1 = max(y0, 0), min(y0 + wh, h)
-    ix0, ix1 = max(x0, 0), min(x0 + ww, w)
-    if iy1 <= iy0 or ix1 <= ix0:
-        return None
-    crop = win[iy0 - y0: iy1 - y0, ix0 - x0: ix1 - x0]
-    rows_any = np.flatnonzero(crop.any(axis=1))
-    if rows_any.size == 0:
-        return None
-    cols_any = np.flatnonzero(crop.any(axis=0))
-    by0, bx0 = iy0 + int(rows_any[0]), ix0 + int(cols_any[0])
-    crop = crop[rows_any[0]: rows_any[-1] + 1, cols_any[0]: cols_any[-1] + 1]
-    return (by0, bx0, by0 + crop.shape[0], bx0 + crop.shape[1]), crop
+    # lateral geometry of each (pixel, segment) pair
+    l2_seg = step[:, 0] ** 2 + step[:, 1] ** 2  # squared xy length L^2
+    inv = np.where(l2_seg > 0, 1.0 / np.maximum(l2_seg, 1e-300), 0.0)
+    dx = (col + 0.5) * p - a[seg, 0]
+    dy = (row + 0.5) * p - a[seg, 1]
+    s0 = (dx * step[seg, 0] + dy * step[seg, 1]) * inv[seg]  # unclamped projection parameter
+    l2 = l2_seg[seg]
+    h2 = r_seg[seg] ** 2 - (dx * dx + dy * dy - s0 * s0 * l2)  # r^2 - distance^2 to the line
+    inside = h2 - (np.clip(s0, 0.0, 1.0) - s0) ** 2 * l2 >= 0  # within r of the segment
+    sel = np.flatnonzero(inside)
+    seg, key, s0, l2, h2 = seg[sel], key[sel], s0[sel], l2[sel], h2[sel]
+
+    # vertical extent of the segment's capsule above/below the pixel centre
+    sz = step[seg, 2]
+    length3 = np.sqrt(l2_seg + step[:, 2] ** 2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        k_ds = np.where(l2_seg > 0, 1.0 / np.sqrt(l2_seg) / np.maximum(length3, 1e-300), 1e30)
+    ds = np.sqrt(np.maximum(h2, 0.0)) * sz * k_ds[seg]  # h sin(tilt) / L
+    s_hi = np.clip(s0 + ds, 0.0, 1.0)
+    s_lo = np.clip(s0 - ds, 0.0, 1.0)
+    top = a[seg, 2] + s_hi * sz + np.sqrt(np.maximum(h2 - (s_hi - s0) ** 2 * l2, 0.0))
+    bottom = a[seg, 2] + s_lo * sz - np.sqrt(np.maximum(h2 - (s_lo - s0) ** 2 * l2, 0.0))
+
+    # union over the segments of each tube, per pixel
+    in_win = np.zeros(n_pix, dtype=bool)
+    in_win[key] = True
+    z_hi = np.full(n_pix, -np.inf)
+    z_lo = np.full(n_pix, np.inf)
+    np.maximum.at(z_hi, key, top)
+    np.minimum.at(z_lo, key, bottom)
+    pix = np.flatnonzero(in_win)
+    owner = np.searchsorted(tstart, pix, side="right") - 1
+    local = pix - tstart[owner]
+    prow = ty0[owner] + local // tww[owner]
+    pcol = tx0[owner] + local % tww[owner]
+
+    # exact hat-function (linear interpolation) weights on every plane
+    u_hi = (z_hi[pix][:, None] - plane_z[None, :]) / dz
+    u_lo = (z_lo[pix][:, None] - plane_z[None, :]) / dz
+    wgt = (_hat_cdf(u_hi) - _hat_cdf(u_lo)) * (dz * bright[owner])[:, None]  # (n_in, P)
+    nz_i, nz_j = np.nonzero(wgt > 0)
+    flat = nz_j * (gh * gw) + ((prow + m) * gw + (pcol + m))[nz_i]
+    density = np.zeros((n_planes, gh, gw), dtype=np.float32)
+    np.add.at(density.reshape(-1), flat, wgt[nz_i, nz_j].astype(np.float32))
+
+    # ground truth restricted to the image: tight bbox of each tube's inside
+    # pixels (pix is sorted, so each tube's pixels are one contiguous run)
+    valid = (prow >= 0) & (prow < h) & (pcol >= 0) & (pcol < w)
+    vo, vr, vc = owner[valid], prow[valid], pcol[valid]
+    if vo.size:
+        first = np.flatnonzero(np.r_[True, vo[1:] != vo[:-1]])
+        tubes_with = vo[first]
+        by0, by1 = np.minimum.reduceat(vr, first), np.maximum.reduceat(vr, first) + 1
+        bx0, bx1 = np.minimum.reduceat(vc, first), np.maximum.reduceat(vc, first) + 1
+        for i, y0, y1, x0, x1 in zip(tubes_with.tolist(), by0.tolist(), by1.tolist(), bx0.tolist(), bx1.tolist()):
+            win = in_win[tstart[i]: tstart[i] + thh[i] * tww[i]].reshape(thh[i], tww[i])
+            crop = win[y0 - ty0[i]: y1 - ty0[i], x0 - tx0[i]: x1 - tx0[i]]
+            masks[i] = ((y0, x0, y1, x1), crop)
+    return density, masks
