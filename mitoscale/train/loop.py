@@ -30,6 +30,7 @@ from mitoscale.train.logs import RunLogger
 from mitoscale.train.loss import dice_min_loss
 from mitoscale.train.module import PromptedSam, crop_windows
 from mitoscale.train.state import latest_checkpoint, load_checkpoint, save_checkpoint
+from mitoscale.train.validate import validate as validate_model
 
 __all__ = ["run_training", "preflight", "lr_factor", "apply_freeze", "use_bf16"]
 
@@ -243,8 +244,6 @@ def _train(cfg, out_dir, ckpt, info, device, bf16, corpus, sam, spec, n_trainabl
         if info.enabled:
             torch.distributed.barrier()
         return metrics
-
-    from mitoscale.train.validate import validate as validate_model
 
     val = None
     last_loss = float("nan")
