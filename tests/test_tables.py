@@ -57,3 +57,15 @@ def test_schema_errors(tmp_path):
     df["pixel_size_um"] = np.nan
     with pytest.raises(InputError, match="pixel_size_um"):
         write_table(df, tmp_path / "x.parquet")
+
+
+def test_atomic_write_uses_umask_permissions(tmp_path):
+    import os
+    from mitoscale.io.atomic import atomic_write_bytes
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_bytes(tmp_path / "f.bin", b"x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "f.bin").stat().st_mode & 0o777 == 0o644
