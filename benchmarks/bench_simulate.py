@@ -50,11 +50,11 @@ def _best(fn, repeat=7):
 
 def stage_costs(cfg, n=8):
     """Per-stage wall time of one 512 x 512 image in this process (min and median over images)."""
-    from mitoscale.io.tables import instances_to_table
     from mitoscale.simulate import render as R
     from mitoscale.simulate.geometry import sample_tubes
     from mitoscale.simulate.imaging import focal_scan_max, otf_stack
     from mitoscale.simulate.raster import rasterise
+    from mitoscale.simulate.table import crops_to_table
 
     c, o = cfg.corpus, cfg.optics
     shape = (c.image_px, c.image_px)
@@ -78,8 +78,7 @@ def stage_costs(cfg, n=8):
         t.append(time.perf_counter())
         kept = [m for m in masks if m is not None]
         R.layer_labels(kept, shape)
-        instances_to_table([cr for _, cr in kept], offsets=[b[:2] for b, _ in kept], shape=shape,
-                           image_id="x", pixel_size_um=0.08, image=img)
+        crops_to_table(kept, shape=shape, image=img, image_id="x", pixel_size_um=0.08)
         t.append(time.perf_counter())
         R.simulate_image(cfg, 0, i)
         t.append(time.perf_counter())
@@ -169,7 +168,9 @@ def main(argv=None):
     from threadpoolctl import threadpool_limits
 
     from mitoscale.simulate import SimulateConfig
+    from mitoscale.simulate.corpus import _tune_malloc
 
+    _tune_malloc()  # as in the corpus workers
     cfg = SimulateConfig()
     lines = [
         "# Simulator benchmark (`benchmarks/bench_simulate.py`)",

@@ -230,3 +230,14 @@ def test_help_everywhere(capsys):
             main(args)
         assert exc.value.code == 0
         assert "usage:" in capsys.readouterr().out
+
+
+def test_cli_on_a_running_scheduler(tmp_path, capsys, reference, local_client):
+    """`--scheduler tcp://...` runs the job on an existing cluster."""
+    out = tmp_path / "sched.zarr"
+    rc, err = _run_cli(capsys, "simulate", "--n-images", str(N), "--out", str(out), "--seed", "3",
+                       "--chunk-images", "4", "--set", "corpus.crops_per_side=2",
+                       "--scheduler", local_client.scheduler.address)
+    assert rc == 0, err
+    assert "2 chunks (0 already done, 2 written" in err
+    _assert_same(_contents(reference), _contents(out))
