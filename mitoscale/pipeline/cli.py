@@ -52,6 +52,9 @@ def register(subparsers) -> None:
 
 
 def _sigterm_to_interrupt(signum, frame):
+    # one interruption only: a batch system often signals every process of the job (and
+    # the job script forwards it again); a second one must not cut the clean-up short
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise KeyboardInterrupt(f"signal {signum}")
 
 
