@@ -51,13 +51,15 @@ def simulate(shape, pixel_nm=80.0, index=0):
 
     s = simulate_image(load_simulate_config(None), SEED, index, pixel_size_nm=pixel_nm, shape=shape)
     gt = s.table.copy()
-    gt["image_id"] = "image"
+    gt["image_id"], gt["z"] = "image", 0  # one 2D frame, as segment_frame keys it
     return s.image, gt
 
 
 def score(df, gt):
     from mitoscale.evaluate.metrics import evaluate_tables
 
+    if len(df) == 0:
+        return {"precision": float("nan"), "recall": 0.0, "mean_dice": 0.0}
     _, summary = evaluate_tables(df, gt)
     return {k: summary[k] for k in ("precision", "recall", "mean_dice") if k in summary}
 

@@ -46,13 +46,19 @@ class PromptConfig(StrictModel):
     """Foreground threshold, computed once per frame so that tiles agree."""
     smooth_sigma: float = Field(1.0, ge=0)
     """Gaussian sigma (px) before thresholding and picking prompt pixels."""
-    spacing: int = Field(6, ge=1)
-    """One prompt per ``spacing x spacing`` cell with foreground: the cell's brightest
-    foreground pixel (so prompts sit on mitochondria ridges)."""
+    sampling: Literal["maxima", "grid"] = "maxima"
+    """``maxima``: local intensity maxima of the foreground at least ``spacing`` px apart (plus
+    the brightest pixel of any foreground component without one); ``grid``: the brightest
+    foreground pixel of every ``spacing x spacing`` cell (denser, more decoder work)."""
+    spacing: int = Field(3, ge=1)
+    """Minimum distance between maxima, or the grid cell edge (px at the model pixel size)."""
     max_prompts: int | None = Field(None, ge=1)
     """Cap per frame (brightest first); ``null`` = no cap."""
     skip_covered: bool = True
     """Do not decode prompts on pixels already covered by an accepted mask."""
+    round_spacing: float = Field(16.0, ge=0)
+    """Prompts decoded in the same round are more than this many px apart (16 px = 1.3 µm),
+    so a round rarely decodes two prompts of one mitochondrion; closer prompts wait."""
     cover_erosion: int = Field(1, ge=0)
     """Masks are eroded by this many px before they cover prompts, so a prompt on the rim
     of a mask (where a touching or overlapping neighbour may start) is still decoded."""

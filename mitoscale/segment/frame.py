@@ -38,7 +38,7 @@ from mitoscale.io.tables import instances_to_table
 from mitoscale.model import normalize_intensity
 from mitoscale.segment.config import SegmentConfig
 from mitoscale.segment.postprocess import Candidate, largest_component, suppress_overlaps
-from mitoscale.segment.prompts import foreground, sample_prompts, smooth
+from mitoscale.segment.prompts import foreground, maxima_prompts, sample_prompts, smooth
 from mitoscale.segment.tile import TileStats, segment_tile
 from mitoscale.segment.tiling import Tile, assign_points, resample, resampled_shape, tile_grid
 
@@ -89,7 +89,8 @@ def prepare_frame(image: np.ndarray, pixel_size_um: float, cfg: SegmentConfig | 
     norm = normalize_intensity(resample(image, shape))
     sm = smooth(norm, cfg.prompts.smooth_sigma)
     fg, thr = foreground(sm, cfg.prompts.threshold)
-    pts = sample_prompts(sm, fg, cfg.prompts.spacing, cfg.prompts.max_prompts)
+    sampler = maxima_prompts if cfg.prompts.sampling == "maxima" else sample_prompts
+    pts = sampler(sm, fg, cfg.prompts.spacing, cfg.prompts.max_prompts)
     if mc.tile_size is None:
         raise ValueError("cfg.model.tile_size must be resolved (mitoscale.segment.runtime.resolve_config)")
     tiles = tile_grid(shape, mc.tile_size, mc.halo)

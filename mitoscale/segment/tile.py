@@ -1,7 +1,9 @@
 """Segment one tile: encode once, decode prompts in chunks, accept masks as they come.
 
-Smarter prompting: prompts are visited brightest first, in chunks; after each
-chunk the accepted masks (eroded by ``cover_erosion`` px) mark the pixels they
+Smarter prompting: prompts are visited brightest first, in rounds.  A round
+takes up to ``chunk`` prompts that are more than ``round_spacing`` px apart
+(so one batch rarely holds two prompts on the same mitochondrion); after each
+round the accepted masks (eroded by ``cover_erosion`` px) mark the pixels they
 cover, and later prompts on covered pixels are not decoded at all.  A
 mitochondrion is thus typically decoded from one or two prompts instead of
 from every grid point that falls on it.  Masks that reach the edge of their
@@ -19,7 +21,7 @@ from mitoscale.segment.config import SegmentConfig
 from mitoscale.segment.decode import decode_points, encode_tile, use_bf16
 from mitoscale.segment.postprocess import Candidate, largest_component
 
-__all__ = ["TileStats", "segment_tile", "masks_from_decoded"]
+__all__ = ["TileStats", "segment_tile", "masks_from_decoded", "spread_selection"]
 
 _NEG = np.float16(-20.0)
 
@@ -42,6 +44,28 @@ class TileStats:
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def spread_selection(points: np.ndarray, k: int, min_dist: float) -> np.ndarray:
+    """Indices of up to ``k`` points, in order, each more than ``min_dist`` from those before.
+
+    Points closer than ``min_dist`` to a selected one likely lie on the same
+    mitochondrion; they wait for the next round, by which time the accepted
+    mask usually covers them and they are never decoded.
+    """
+    if min_dist <= 0:
+        return np.arange(min(k, len(points)))
+    sel: list[int] = []
+    d2 = float(min_dist) ** 2
+    chosen = np.empty((0, 2))
+    for i, p in enumerate(points):
+        if len(sel) and (((chosen - p) ** 2).sum(1) <= d2).any():
+            continue
+        sel.append(i)
+        chosen = points[sel].astype(float)
+        if len(sel) == k:
+            break
+    return np.asarray(sel, dtype=np.int64)
 
 
 def masks_from_decoded(dec, i: int, shape: tuple[int, int], min_area: int,
@@ -126,14 +150,13 @@ def segment_tile(model, spec, tile: np.ndarray, points: np.ndarray,
     while queue:
         pts, win = queue.pop(0)
         retry = []
-        pos = 0
-        while pos < len(pts):
-            chunk = pts[pos:pos + dc.chunk]
-            pos += dc.chunk
+        while len(pts):
             if pc.skip_covered:
-                chunk = chunk[~covered[chunk[:, 0], chunk[:, 1]]]
-                if len(chunk) == 0:
-                    continue
+                pts = pts[~covered[pts[:, 0], pts[:, 1]]]
+                if len(pts) == 0:
+                    break
+            take = spread_selection(pts, dc.chunk, pc.round_spacing if pc.skip_covered else 0)
+            chunk, pts = pts[take], np.delete(pts, take, axis=0)
             t1 = time.perf_counter()
             dec = decode_points(model, spec, emb, chunk, window=win, multimask=dc.multimask, bf16=bf16)
             t2 = time.perf_counter()

@@ -67,6 +67,6 @@ def timelapse(tmp_path_factory, simulated_frames):
     gts = []
     for t, (_, table) in enumerate(simulated_frames[:2]):
         gt = table.copy()
-        gt["image_id"], gt["t"] = "movie", t
+        gt["image_id"], gt["t"], gt["z"] = "movie", t, 0  # a tcyx image has no z axis
         gts.append(gt)
     return path, pd.concat(gts, ignore_index=True)

@@ -54,6 +54,19 @@ def test_prompts_are_brightest_foreground_pixel_per_cell():
     assert sample_prompts(img, fg, 10, max_prompts=1).tolist() == [[15, 12]]
 
 
+def test_maxima_prompts_one_per_peak_and_plateaus():
+    from mitoscale.segment.prompts import maxima_prompts
+
+    img = np.zeros((30, 30), np.float32)
+    img[5, 5], img[5, 6] = 3.0, 2.0  # one peak with a shoulder
+    img[20, 20] = 5.0
+    img[25:28, 2:5] = 1.0  # plateau: no strict maximum, still one prompt
+    fg = img > 0
+    pts = maxima_prompts(img, fg, spacing=3)
+    assert pts[:2].tolist() == [[20, 20], [5, 5]]  # brightest first
+    assert len(pts) == 3 and 25 <= pts[2][0] < 28 and 2 <= pts[2][1] < 5
+
+
 def _cand(y0, x0, mask, score):
     mask = np.asarray(mask, bool)
     return Candidate(y0, x0, mask, np.where(mask, 1.0, -1.0).astype(np.float16), score)
