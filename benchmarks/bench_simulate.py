@@ -19,6 +19,7 @@ import os
 import platform
 import resource
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -70,7 +71,8 @@ def stage_costs(cfg, n=8):
                               for r in range(c.crops_per_side) for col in range(c.crops_per_side)],
                              cfg.geometry)
         t.append(time.perf_counter())
-        density, masks = rasterise(tubes, shape, c.pixel_size_nm, np.asarray(planes), stack.margin_px)
+        density, masks = rasterise(tubes, shape, c.pixel_size_nm, np.asarray(planes), stack.margin_px,
+                                   grid_shape=stack.padded_shape)
         t.append(time.perf_counter())
         blurred = focal_scan_max(density, stack, shape)
         t.append(time.perf_counter())
@@ -177,8 +179,7 @@ def main(argv=None):
         "",
         f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; machine: {os.cpu_count()} cores, "
         f"{_cpu_model()}; load average at start: {os.getloadavg()[0]:.1f}",
-        f"- command: `nice .venv/bin/python benchmarks/bench_simulate.py --n-images {args.n_images} "
-        f"--workers {' '.join(map(str, args.workers))}`",
+        f"- command: `.venv/bin/python benchmarks/bench_simulate.py {' '.join(sys.argv[1:])}`",
         "",
     ]
     with threadpool_limits(1):

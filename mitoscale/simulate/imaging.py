@@ -149,8 +149,9 @@ def focal_scan_max(density: np.ndarray, stack: OTFStack, shape: tuple[int, int])
 
     Parameters
     ----------
-    density : (P, H + 2 m, W + 2 m) float32
-        Dye density on the object planes (see :func:`~mitoscale.simulate.raster.rasterise`).
+    density : (P, GH, GW) float32
+        Dye density on the object planes, image pixel (y, x) at (y + m, x + m),
+        ``GH <= ph`` and ``GW <= pw`` (see :func:`~mitoscale.simulate.raster.rasterise`).
     stack : OTFStack
     shape : (H, W)
 
@@ -162,15 +163,20 @@ def focal_scan_max(density: np.ndarray, stack: OTFStack, shape: tuple[int, int])
     h, w = shape
     ph, pw = stack.padded_shape
     m, n_kx = stack.margin_px, stack.n_kx
-    n_planes = density.shape[0]
+    n_planes, dh, dw = density.shape
     n_freq, n_focal, _ = stack.values.shape
     used = np.flatnonzero(density.reshape(n_planes, -1).any(axis=1))
-    # forward: rows (real FFT), keep the low columns, then columns
-    spec = np.zeros((n_freq, n_planes), dtype=np.complex64)
-    if used.size:
-        rows = sfft.rfft(density[used], n=pw, axis=2)[:, :, :n_kx]
-        cols = sfft.fft(rows, n=ph, axis=1)
-        spec[:, used] = cols.reshape(len(used), -1)[:, stack.support].T
+    # forward: rows (real FFT), keep the low columns, then columns; a density
+    # already on the padded grid (rasterise(..., grid_shape=padded_shape)) needs no copy
+    planes = density if used.size == n_planes else density[used]
+    rows = sfft.rfft(planes, n=None if dw == pw else pw, axis=2)[:, :, :n_kx]
+    cols = sfft.fft(rows, n=None if dh == ph else ph, axis=1)
+    gathered = cols.reshape(len(used), -1)[:, stack.support]  # (used, K)
+    if used.size == n_planes:
+        spec = np.ascontiguousarray(gathered.T)
+    else:
+        spec = np.zeros((n_freq, n_planes), dtype=np.complex64)
+        spec[:, used] = gathered.T
     # sum over object planes for every focal slice: (K, F, P) @ (K, P, 2) real matmul
     spec_ri = spec.view(np.float32).reshape(n_freq, n_planes, 2)
     acc = np.matmul(stack.values, spec_ri)  # (K, F, 2)

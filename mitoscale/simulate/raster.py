@@ -84,6 +84,7 @@ def rasterise(
     pixel_size_nm: float,
     plane_z_nm: np.ndarray,
     margin_px: int,
+    grid_shape: tuple[int, int] | None = None,
 ):
     """Dye density on object planes and the ground-truth mask of every tube.
 
@@ -102,10 +103,14 @@ def rasterise(
     plane_z_nm : (P,) array
         Evenly spaced object-plane heights covering every tube.
     margin_px : int
+    grid_shape : (GH, GW), optional
+        Shape of the returned density planes, at least ``(H + 2 m, W + 2 m)``
+        (e.g. the padded FFT grid, so that no copy is needed later); the
+        extra rows and columns stay zero.
 
     Returns
     -------
-    density : (P, H + 2 m, W + 2 m) float32
+    density : (P, GH, GW) float32
         Dye amount per pixel and plane (nm of tube thickness x brightness);
         image pixel (i, j) is density pixel (i + m, j + m).
     masks : list of (bbox, crop) or None
@@ -115,7 +120,9 @@ def rasterise(
     """
     h, w = shape
     m = int(margin_px)
-    gh, gw = h + 2 * m, w + 2 * m
+    gh, gw = grid_shape if grid_shape is not None else (h + 2 * m, w + 2 * m)
+    if gh < h + 2 * m or gw < w + 2 * m:
+        raise ValueError(f"grid_shape {grid_shape} is smaller than the image plus margins")
     plane_z = np.asarray(plane_z_nm, dtype=np.float64)
     n_planes = len(plane_z)
     dz = float(plane_z[1] - plane_z[0]) if n_planes > 1 else 1.0

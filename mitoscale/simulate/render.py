@@ -160,7 +160,8 @@ def simulate_image(
     planes, focal = _planes(cfg)
     o = cfg.optics
     stack = otf_stack(o.optics(), p, (h, w), planes, focal, o.z0_depth_nm, o.psf_radius_nm, o.oversample)
-    density, masks = rasterise(tubes, (h, w), p, np.asarray(planes), stack.margin_px)
+    density, masks = rasterise(tubes, (h, w), p, np.asarray(planes), stack.margin_px,
+                               grid_shape=stack.padded_shape)
     blurred = focal_scan_max(density, stack, (h, w))
 
     kept = [k for k, m in enumerate(masks) if m is not None]
