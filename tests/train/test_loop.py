@@ -133,3 +133,16 @@ def test_killed_run_resumes_to_identical_weights(tmp_path, tiny_corpus, make_con
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
     steps = [int(r["step"]) for r in csv.DictReader((killed / "logs" / "train.csv").open())]
     assert steps == list(range(1, 9))  # no duplicated rows from the killed run
+
+
+def test_grad_accumulation_equals_larger_batch_and_bf16_runs(tmp_path, tiny_corpus, cfg_of):
+    """2 micro-batches of 1 image give the same step as 1 batch of 2 (same samples, same mean)."""
+    common = {"steps": 2, "checkpoint_every": 100, "val_every": 100, "data.val_fraction": 0.0,
+              "model.decoder_window": 8, "optim.grad_clip": None}
+    a = run_training(cfg_of(tiny_corpus, batch_size=2, grad_accum=1, **common), tmp_path / "a")
+    b = run_training(cfg_of(tiny_corpus, batch_size=1, grad_accum=2, **common), tmp_path / "b")
+    wa, wb = load_file(a["model"]), load_file(b["model"])
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=1e-4, atol=1e-5)
+    c = run_training(cfg_of(tiny_corpus, batch_size=2, precision="bf16", **common), tmp_path / "c")
+    assert c["step"] == 2 and 0 < c["train_loss"] < 3
