@@ -156,7 +156,8 @@ def segment_jobs(cfg: PipelineConfig, run_dir: Path) -> list[dict]:
 
     jobs = []
     if cfg.samples.enabled:
-        jobs += [{"name": n, "path": str(p), "conditions": str(c), "set": {}}
+        jobs += [{"name": n, "path": str(p), "conditions": str(c), "set": {},
+                  "truth": str(run_dir / "samples" / "truth")}
                  for n, p, c in sample_inputs(cfg.samples, run_dir / "samples")]
     jobs += [{"name": i.name, "path": i.path, "conditions": i.conditions, "set": i.set}
              for i in cfg.segment.inputs]
@@ -268,11 +269,20 @@ def _analyze_run(ctx: Context) -> dict:
         df = load_tables([ctx.run_dir / "segment" / job["name"] / "instances"])
         ds = analyse_tables(df, job["conditions"], acfg, attrs={"input": job["name"]})
         paths = write_outputs(ds, results / job["name"], suptitle=job["name"])
-        text = format_summary(ds)
         summary[job["name"]] = {"instances": int(len(df)), "files": len(paths)}
         report += [f"## {job['name']}", "", f"input: `{job['path']}`  ", f"instances: {len(df)}", "",
-                   "```", text, "```", "",
-                   *[f"![{p.stem}]({job['name']}/{p.name})" for p in paths.values()
+                   "segmented:", "", "```", format_summary(ds), "```", ""]
+        if job.get("truth"):  # synthetic input: the same analysis of the simulator's ground truth
+            from mitoscale.io.tables import read_table
+
+            truth = read_table(job["truth"])
+            truth = truth[truth["image_id"] == job["name"]].reset_index(drop=True)
+            tds = analyse_tables(truth, job["conditions"], acfg,
+                                 attrs={"input": f"{job['name']} ground truth"})
+            write_outputs(tds, results / f"{job['name']}_truth", suptitle=f"{job['name']} (truth)")
+            report += ["ground truth (simulator), the answer the segmentation should give:", "",
+                       "```", format_summary(tds), "```", ""]
+        report += [*[f"![{p.stem}]({job['name']}/{p.name})" for p in paths.values()
                      if p.suffix == ".png"], ""]
     atomic_write_text(results / "README.md", "\n".join(report))
     return summary
