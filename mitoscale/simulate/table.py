@@ -16,7 +16,6 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from mitoscale.io.tables import SCHEMA
 
 __all__ = ["crops_to_table"]
 
