@@ -31,7 +31,6 @@ segments of at most 150 nm where possible (16 for the longest curves: up to
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from mitoscale.simulate.geometry import Tube, bezier
