@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 
+import pandas as pd
 import pytest
 
 from mitoscale.cli import main
@@ -127,10 +128,13 @@ def test_run_end_to_end_then_rerun_skips_everything(tmp_path, micro_model, local
         "simulate": "complete", "samples": "complete", "train": None,
         "segment": "complete", "analyze": "complete"}
     results = out / "results"
-    for name in ("timelapse", "plate"):
+    for name in ("timelapse", "plate", "plate_truth"):
         assert (results / name / "per_condition.csv").is_file()
         assert (results / name / "fig_a_counts.png").is_file()
-    assert "## plate" in (results / "README.md").read_text()
+    truth = pd.read_csv(results / "plate_truth" / "per_condition.csv")
+    assert set(truth["condition"]) == {"control", "fragmented"}
+    readme = (results / "README.md").read_text()
+    assert "## plate" in readme and "ground truth (simulator)" in readme
     assert rec["segment"]["summary"]["plate"]["frames"] == 4
     marker_times = {p: p.stat().st_mtime_ns for p in out.rglob("*.done")}
     capsys.readouterr()
