@@ -101,7 +101,8 @@ def prepare_store(out: str | Path, cfg: SimulateConfig, seed: int, n_images: int
     check_writable(out)
     h = w = cfg.corpus.image_px
     layers = cfg.corpus.max_label_layers
-    compressors = [BloscCodec(cname="zstd", clevel=3, shuffle=BloscShuffle.bitshuffle)]
+    # zstd level 1 on byte-shuffled uint16: better ratio than bit-shuffle + level 3 here, 2x faster
+    compressors = [BloscCodec(cname="zstd", clevel=1, shuffle=BloscShuffle.shuffle)]
     root = zarr.open_group(str(out), mode="w", zarr_format=3)
     root.create_array("images", shape=(n_images, h, w), chunks=(chunk, h, w), dtype="uint16",
                       compressors=compressors, fill_value=0, dimension_names=["image", "y", "x"])
