@@ -145,7 +145,7 @@ def _run_stage(st, key, keys, cfg, run_dir, state, client) -> dict[str, Any]:
     state.write(st.name, key, "running", started=now(), deps=deps)
     t0 = time.perf_counter()
     try:
-        summary = st.run(Context(cfg, run_dir, client))
+        summary = st.run(Context(cfg, run_dir, client, keys))
     except KeyboardInterrupt:
         state.write(st.name, key, "interrupted", deps=deps, stopped=now(),
                     error="interrupted (signal); rerun the same command to resume")

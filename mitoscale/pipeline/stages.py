@@ -41,6 +41,7 @@ class Context:
     cfg: PipelineConfig
     run_dir: Path
     client: Callable[[], Any]
+    keys: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -218,7 +219,12 @@ def _segment_run(ctx: Context) -> dict:
     summary = {}
     for job in jobs:
         out = run_dir / "segment" / job["name"]
-        key = material["inputs"][job["name"]]
+        # an input's result changes with its settings, the model (train key) and, for
+        # synthetic inputs, the images (samples key); other inputs' changes leave it alone
+        upstream = {"train": ctx.keys.get("train")}
+        if job.get("truth"):
+            upstream["samples"] = ctx.keys.get("samples")
+        key = config_hash({"input": material["inputs"][job["name"]], "upstream": upstream})
         key_file = out / "pipeline_key.txt"
         if key_file.is_file() and key_file.read_text().strip() != key:
             log.info("segment %s: config or model changed, recomputing it", job["name"])

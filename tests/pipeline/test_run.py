@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pandas as pd
@@ -63,6 +64,8 @@ def test_changed_config_reruns_only_that_stage_and_downstream(
     assert changed == rerun
     assert all(after[s]["state"] == "complete" for s in rerun)
     assert all(after[s]["key"] != before[s]["key"] for s in rerun)
+    if "segment" in rerun:  # every frame segmented again, none reused from the old run
+        assert all(v["skipped"] == 0 for v in after["segment"]["summary"].values())
 
 
 def test_segment_recomputes_only_the_input_whose_settings_changed(
@@ -149,3 +152,29 @@ def test_run_end_to_end_then_rerun_skips_everything(tmp_path, micro_model, local
     status = capsys.readouterr().out
     assert "simulate  complete" in status and "2/2 chunks" in status
     assert "6/6 images" in status and "6/6 frames" in status and "train     disabled" in status
+
+
+def test_train_stage_feeds_segment_and_a_train_change_reruns_downstream_only(
+        tmp_path, micro_model, local_client):
+    cfg = tiny_pipeline(micro_model, train={"enabled": True, "set": {
+        "model.variant": "micro", "steps": 2, "batch_size": 1, "checkpoint_every": 1,
+        "val_every": 100, "log_every": 1, "tensorboard": False, "device": "cpu",
+        "precision": "fp32", "data.points_per_image": 4, "data.val_fraction": 0.25}})
+    cfg["samples"]["wells_per_condition"] = 0
+    path = write_config(tmp_path / "p.yaml", cfg)
+    out = tmp_path / "run"
+    argv = ["run", "--config", str(path), "--out", str(out),
+            "--scheduler", local_client.scheduler.address]
+    assert main(argv) == 0
+    rec = _records(out)
+    assert rec["train"]["state"] == "complete" and rec["train"]["summary"]["step"] == 2
+    assert rec["segment"]["deps"] == {"samples": rec["samples"]["key"], "train": rec["train"]["key"]}
+    man = json.loads((out / "segment" / "timelapse" / "manifest.json").read_text())
+    assert man["model_path"] == str((out / "train" / "model.safetensors").resolve())
+
+    cfg["train"]["set"]["steps"] = 3  # train changes: train, segment, analyze rerun
+    write_config(path, cfg)
+    assert main(argv) == 0
+    after = _records(out)
+    assert {s for s in after if after[s] != rec[s]} == {"train", "segment", "analyze"}
+    assert after["train"]["summary"]["step"] == 3
