@@ -3,8 +3,10 @@
 - ``dask-cluster.sbatch`` runs a small ``mitoscale segment`` job end to end
   (scheduler + srun workers inside one allocation); its instance table equals
   an in-process run's.
-- ``run-pipeline.sbatch`` is cancelled mid-run (SIGTERM, as at the walltime)
-  and resubmitted: it resumes, recomputing only the missing units.
+- ``run-pipeline.sbatch`` (a driver job that submits its Dask worker as a
+  second SLURM job) is cancelled mid-run (SIGTERM, as at the walltime) and
+  resubmitted: no worker job is left behind, and the rerun resumes,
+  recomputing only the missing units.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from mitoscale.pipeline.state import RunState
 from mitoscale.segment.config import SegmentConfig
 from mitoscale.segment.pipeline import run_segmentation
 
-from .helpers import wait_for
+from .helpers import slurm_profile_opts, wait_for
 
 pytestmark = pytest.mark.slurm
 
@@ -101,15 +103,21 @@ def test_run_pipeline_sbatch_resumes_after_the_job_is_killed(slurm_clean, tmp_pa
     path.write_text(yaml.safe_dump(cfg))
     out = tmp_path / "run"
     script = str(REPO / "deploy" / "slurm" / "run-pipeline.sbatch")
+    # the driver job (1 CPU) submits its Dask worker as a second SLURM job (the other CPU)
+    opts = [a for o in slurm_profile_opts(tmp_path) if not o.startswith("log_directory=")
+            for a in ("--cluster-opt", o)]  # worker logs: the pipeline's default folder
     argv = ["--cpus-per-task=1", "--mem=2G", "--time=00:10:00", f"--output={tmp_path}/job-%j.log",
-            script]
+            script, "--cluster", "slurm", *opts]
     env = {"CONFIG": str(path), "OUT": str(out)}
     job = _sbatch(slurm_clean, *argv, cwd=tmp_path, env_extra=env)
     markers = out / "samples" / ".markers"
     wait_for(lambda: markers.is_dir() and len(list(markers.glob("*.done"))) >= 2, timeout=120,
              what="first units")
+    workers = slurm_clean.client("squeue", "-h", "-n", "mitoscale-worker", "-o", "%i").split()
+    assert len(workers) == 1
     slurm_clean.client("scancel", job)  # SIGTERM to the job, as at the walltime
     _wait_job(slurm_clean, job)
+    _wait_job(slurm_clean, workers[0], timeout=60)  # the driver took its worker job down with it
     done = len(list(markers.glob("*.done")))
     assert 2 <= done < n
     assert RunState(out).record("samples")["state"] == "interrupted"
@@ -122,3 +130,6 @@ def test_run_pipeline_sbatch_resumes_after_the_job_is_killed(slurm_clean, tmp_pa
     assert rec["state"] == "complete", (tmp_path / f"job-{job2}.log").read_text()
     assert rec["summary"] == {"units": n, "computed": n - done, "skipped": done}
     assert rec["slurm_job_id"] == job2
+    # batch worker logs default to RUN_DIR/logs/workers inside a pipeline run
+    logs = sorted(p.name for p in (out / "logs" / "workers").glob("*.err"))
+    assert f"mitoscale-worker-{workers[0]}.err" in logs and len(logs) == 2
