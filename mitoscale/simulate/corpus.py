@@ -74,7 +74,6 @@ def prepare_store(out: str | Path, cfg: SimulateConfig, seed: int, n_images: int
         written with another config, seed, size or chunking.
     """
     import zarr
-    from zarr.codecs import BloscCodec, BloscShuffle
 
     if int(n_images) <= 0:
         raise InputError(f"--n-images must be positive, got {n_images}")
@@ -83,42 +82,51 @@ def prepare_store(out: str | Path, cfg: SimulateConfig, seed: int, n_images: int
         raise InputError(f"images per chunk must be positive, got {chunk}")
     out = Path(out).absolute()
     ident = _identity(cfg, seed, int(n_images), chunk)
-    if out.exists():
-        if not (out / "zarr.json").is_file():
-            if out.is_dir() and not any(out.iterdir()):
-                pass  # empty directory: fine to use
-            else:
-                raise OutputError(f"{out} exists and is not a mitoscale corpus; choose a new --out")
-        else:
-            attrs = open_corpus(out)[1]
-            for key, what in (("config_hash", "config"), ("seed", "seed"), ("n_images", "number of images"),
-                              ("images_per_chunk", "chunking")):
-                if attrs.get(key) != ident[key]:
-                    raise OutputError(
-                        f"{out} was written with a different {what} ({attrs.get(key)} vs {ident[key]}); "
-                        "use the same settings to resume, or a new --out")
-            return out
-    check_writable(out)
+    if out.exists() and not (out.is_dir() and not any(out.iterdir())):  # an empty directory is fine
+        try:
+            root, attrs = open_corpus(out, mode="r+")
+        except InputError:
+            raise OutputError(f"{out} exists and is not a mitoscale corpus; choose a new --out") from None
+        for key, what in (("config_hash", "config"), ("seed", "seed"), ("n_images", "number of images"),
+                          ("images_per_chunk", "chunking")):
+            if attrs.get(key) != ident[key]:
+                raise OutputError(
+                    f"{out} was written with a different {what} ({attrs.get(key)} vs {ident[key]}); "
+                    "use the same settings to resume, or a new --out")
+    else:
+        check_writable(out)
+        # the identity goes in first, so an interrupted creation is resumable
+        root = zarr.open_group(str(out), mode="w", zarr_format=3, attributes={"mitoscale": ident})
+    _ensure_arrays(root, cfg, int(n_images), chunk)
+    (out / "instances").mkdir(exist_ok=True)
+    return out
+
+
+def _ensure_arrays(root, cfg: SimulateConfig, n_images: int, chunk: int) -> None:
+    """Create whichever corpus arrays are missing."""
+    from zarr.codecs import BloscCodec, BloscShuffle
+
     h = w = cfg.corpus.image_px
     layers = cfg.corpus.max_label_layers
     # zstd level 1 on byte-shuffled uint16: better ratio than bit-shuffle + level 3 here, 2x faster
     compressors = [BloscCodec(cname="zstd", clevel=1, shuffle=BloscShuffle.shuffle)]
-    root = zarr.open_group(str(out), mode="w", zarr_format=3)
-    root.create_array("images", shape=(n_images, h, w), chunks=(chunk, h, w), dtype="uint16",
-                      compressors=compressors, fill_value=0, dimension_names=["image", "y", "x"])
-    root.create_array("labels", shape=(n_images, layers, h, w), chunks=(chunk, 1, h, w), dtype="uint16",
-                      compressors=compressors, fill_value=0, dimension_names=["image", "layer", "y", "x"])
-    for name, dtype in (("n_instances", "int32"), ("sbr", "float32"), ("background", "float32")):
-        root.create_array(name, shape=(n_images,), chunks=(chunk,), dtype=dtype, fill_value=0,
-                          dimension_names=["image"])
-    (out / "instances").mkdir(exist_ok=True)
-    # attributes last: a store without them is not yet a corpus
-    root.attrs["mitoscale"] = ident
-    return out
+    specs = {
+        "images": dict(shape=(n_images, h, w), chunks=(chunk, h, w), dtype="uint16",
+                       compressors=compressors, dimension_names=["image", "y", "x"]),
+        "labels": dict(shape=(n_images, layers, h, w), chunks=(chunk, 1, h, w), dtype="uint16",
+                       compressors=compressors, dimension_names=["image", "layer", "y", "x"]),
+        "n_instances": dict(shape=(n_images,), chunks=(chunk,), dtype="int32", dimension_names=["image"]),
+        "sbr": dict(shape=(n_images,), chunks=(chunk,), dtype="float32", dimension_names=["image"]),
+        "background": dict(shape=(n_images,), chunks=(chunk,), dtype="float32", dimension_names=["image"]),
+    }
+    present = set(root.array_keys())
+    for name, spec in specs.items():
+        if name not in present:
+            root.create_array(name, fill_value=0, **spec)
 
 
-def open_corpus(path: str | Path):
-    """Open a corpus read-only; returns ``(zarr.Group, attrs dict)``.
+def open_corpus(path: str | Path, mode: str = "r"):
+    """Open a corpus (read-only by default); returns ``(zarr.Group, attrs dict)``.
 
     Raises
     ------
@@ -129,7 +137,7 @@ def open_corpus(path: str | Path):
 
     path = Path(path)
     try:
-        root = zarr.open_group(str(path), mode="r")
+        root = zarr.open_group(str(path), mode=mode)
     except Exception as exc:  # zarr raises several types for a missing/invalid store
         raise InputError(f"{path}: not a Zarr store ({exc.__class__.__name__})") from None
     attrs = root.attrs.get("mitoscale")

@@ -241,3 +241,18 @@ def test_cli_on_a_running_scheduler(tmp_path, capsys, reference, local_client):
     assert rc == 0, err
     assert "2 chunks (0 already done, 2 written" in err
     _assert_same(_contents(reference), _contents(out))
+
+
+def test_interrupted_store_creation_resumes(tmp_path, reference, small_cfg):
+    """A store killed while its arrays were being created is completed on the next run."""
+    import shutil
+
+    from mitoscale.simulate.corpus import prepare_store
+
+    out = tmp_path / "c.zarr"
+    prepare_store(out, small_cfg, 3, N, 4)
+    for name in ("labels", "sbr", "background"):
+        shutil.rmtree(out / name)
+    res = write_corpus(small_cfg, out, N, seed=3, chunk_images=4)
+    assert res["computed"] == 2
+    _assert_same(_contents(reference), _contents(out))
