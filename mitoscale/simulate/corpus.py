@@ -119,9 +119,8 @@ def _ensure_arrays(root, cfg: SimulateConfig, n_images: int, chunk: int) -> None
         "sbr": dict(shape=(n_images,), chunks=(chunk,), dtype="float32", dimension_names=["image"]),
         "background": dict(shape=(n_images,), chunks=(chunk,), dtype="float32", dimension_names=["image"]),
     }
-    present = set(root.array_keys())
     for name, spec in specs.items():
-        if name not in present:
+        if name not in root:  # a member lookup: no listing of the non-Zarr folders
             root.create_array(name, fill_value=0, **spec)
 
 
