@@ -67,7 +67,7 @@ def _run(args: argparse.Namespace) -> int:
     with client_from_args(args) as client:
         res = write_corpus(cfg, args.out, args.n_images, seed=args.seed, client=client,
                            chunk_images=args.chunk_images)
-    rate = (res["computed"] * (args.chunk_images or cfg.corpus.images_per_chunk)) / max(res["seconds"], 1e-9)
+    rate = res["images"] / max(res["seconds"], 1e-9)
     print(f"{args.out}: {res['chunks']} chunks ({res['skipped']} already done, {res['computed']} written, "
           f"{res['instances']} instances) in {res['seconds']:.1f} s"
           + (f", ~{rate:.1f} images/s" if res["computed"] else ""), file=sys.stderr)

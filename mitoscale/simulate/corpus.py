@@ -77,7 +77,7 @@ def prepare_store(out: str | Path, cfg: SimulateConfig, seed: int, n_images: int
 
     if int(n_images) <= 0:
         raise InputError(f"--n-images must be positive, got {n_images}")
-    chunk = int(chunk_images or cfg.corpus.images_per_chunk)
+    chunk = int(cfg.corpus.images_per_chunk if chunk_images is None else chunk_images)
     if chunk <= 0:
         raise InputError(f"images per chunk must be positive, got {chunk}")
     out = Path(out).absolute()
@@ -234,8 +234,9 @@ def write_corpus(
     Returns
     -------
     dict
-        ``chunks`` (total), ``computed`` (this run), ``skipped`` (already
-        done), ``instances`` (written this run), ``seconds``.
+        ``chunks`` (total), ``computed`` (chunks written this run),
+        ``skipped`` (chunks already done), ``images`` and ``instances``
+        (written this run), ``seconds``.
 
     Raises
     ------
@@ -245,7 +246,7 @@ def write_corpus(
         For an unwritable path or a store written with other settings.
     """
     out = prepare_store(out, cfg, seed, n_images, chunk_images)
-    chunk = int(chunk_images or cfg.corpus.images_per_chunk)
+    chunk = int(cfg.corpus.images_per_chunk if chunk_images is None else chunk_images)
     markers = MarkerSet(out / ".markers")
     ranges = chunk_ranges(int(n_images), chunk)
     todo = [(k, a, b) for k, (a, b) in enumerate(ranges) if not markers.done(k)]
@@ -265,6 +266,7 @@ def write_corpus(
         "chunks": len(ranges),
         "computed": len(todo),
         "skipped": len(ranges) - len(todo),
+        "images": int(sum(b - a for _, a, b in todo)),
         "instances": int(sum(i["instances"] for i in infos)),
         "seconds": time.perf_counter() - t0,
     }

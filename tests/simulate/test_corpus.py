@@ -173,6 +173,9 @@ def test_non_positive_n(tmp_path, capsys, n):
     rc, err = _run_cli(capsys, "simulate", "--n-images", n, "--out", str(tmp_path / "x.zarr"))
     assert rc == 2 and "\n" not in err and "--n-images must be positive" in err
     assert not (tmp_path / "x.zarr").exists()
+    rc, err = _run_cli(capsys, "simulate", "--n-images", "2", "--chunk-images", n, "--out", str(tmp_path / "y.zarr"))
+    assert rc == 2 and "\n" not in err and "per chunk must be positive" in err
+    assert not (tmp_path / "y.zarr").exists()
 
 
 def test_unwritable_output(tmp_path, capsys):
