@@ -208,8 +208,10 @@ def test_existing_store_with_other_config_is_refused(tmp_path, capsys, reference
 
 
 def test_console_script_exit_code(tmp_path):
-    """The installed entry point prints one line and exits non-zero."""
-    r = subprocess.run(_cli("simulate", "--n-images", "0", "--out", str(tmp_path / "x")),
+    """The installed `mitoscale` entry point prints one line and exits non-zero."""
+    script = Path(sys.executable).with_name("mitoscale")
+    cmd = [str(script)] if script.exists() else _cli()
+    r = subprocess.run(cmd + ["simulate", "--n-images", "0", "--out", str(tmp_path / "x")],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0 and "error" in r.stderr
