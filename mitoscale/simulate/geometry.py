@@ -43,7 +43,7 @@ class Tube:
 
     @property
     def z_nm(self) -> float:
-        """Mean z of the centreline."""
+        """Mean height of the centreline (over the curve parameter), nm."""
         return float(bezier(self.control_points, _ARC_SAMPLES)[:, 2].mean())
 
 
