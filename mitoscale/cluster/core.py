@@ -9,7 +9,6 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from mitoscale.errors import ClusterError  # noqa: F401  (re-exported for callers)
 
 __all__ = ["add_cluster_args", "client_from_args", "get_client", "run_futures"]
 
