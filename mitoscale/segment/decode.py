@@ -144,13 +144,14 @@ def _decode(model, spec, embedding, points, window, multimask) -> DecodedMasks:
     hyper = torch.stack([dec.output_hypernetworks_mlps[i](mask_tokens_out[:, i, :])
                          for i in range(dec.num_mask_tokens)], dim=1)[:, sel]
     iou = dec.iou_prediction_head(iou_token_out)[:, sel]
-    best = iou.argmax(dim=1)
     rows = torch.arange(n, device=dev)
+    best = iou.argmax(dim=1)
     hyper = hyper[rows, best]  # (n, C')
+    score = iou[rows, best]
     b, cu, hu, wu = up.shape
     low = torch.bmm(hyper[:, None, :], up.reshape(b, cu, hu * wu)).reshape(n, 1, hu, wu)
     size = w * patch
     logits = F.interpolate(low.float(), size=(size, size), mode="bilinear", align_corners=False)[:, 0].cpu()
-    scores = iou[rows, best].float().cpu().numpy().astype(np.float64)
+    scores = score.float().cpu().numpy().astype(np.float64)
     inner = np.stack([wy > 0, wx > 0, wy + w < eh, wx + w < ew], axis=1)
     return DecodedMasks(logits=logits, scores=scores, y0=wy * patch, x0=wx * patch, inner_edges=inner)

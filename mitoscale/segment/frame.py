@@ -89,8 +89,17 @@ def prepare_frame(image: np.ndarray, pixel_size_um: float, cfg: SegmentConfig | 
     norm = normalize_intensity(resample(image, shape))
     sm = smooth(norm, cfg.prompts.smooth_sigma)
     fg, thr = foreground(sm, cfg.prompts.threshold)
-    sampler = maxima_prompts if cfg.prompts.sampling == "maxima" else sample_prompts
-    pts = sampler(sm, fg, cfg.prompts.spacing, cfg.prompts.max_prompts)
+    pc = cfg.prompts
+    if pc.sampling == "grid":
+        pts = sample_prompts(sm, fg, pc.spacing, pc.max_prompts)
+    else:
+        pts = maxima_prompts(sm, fg, pc.spacing, pc.max_prompts)
+        if pc.sampling == "maxima+grid":  # fill: grid prompts after every maximum
+            grid = sample_prompts(sm, fg, pc.grid_spacing)
+            pts = np.unique(np.concatenate([pts, grid]), axis=0, return_index=True)
+            pts = pts[0][np.argsort(pts[1])]
+            if pc.max_prompts is not None:
+                pts = pts[:pc.max_prompts]
     if mc.tile_size is None:
         raise ValueError("cfg.model.tile_size must be resolved (mitoscale.segment.runtime.resolve_config)")
     tiles = tile_grid(shape, mc.tile_size, mc.halo)

@@ -57,7 +57,8 @@ def check_model(spec, meta: dict, cfg) -> None:
     if cfg.model.tile_size is not None and cfg.model.tile_size > spec.img_size:
         raise ModelError(f"tile_size {cfg.model.tile_size} exceeds the {spec.name!r} model's "
                          f"input size {spec.img_size}")
-    trained = (meta or {}).get("pixel_size_um")
+    meta = meta or {}
+    trained = meta.get("pixel_size_um", (meta.get("training_corpus") or {}).get("pixel_size_um"))
     if trained is not None and abs(float(trained) - cfg.model.pixel_size_um) > 1e-9:
         raise ModelError(f"model was trained at {trained} µm/px but the config resamples to "
                          f"{cfg.model.pixel_size_um} µm/px")

@@ -13,9 +13,9 @@ from mitoscale.segment.pipeline import run_segmentation
 
 # Bars for this small test set (2 frames, ~80 instances); the full held-out numbers are
 # in benchmarks/RESULTS_segment.md and the model card.
-MIN_PRECISION = 0.75
+MIN_PRECISION = 0.80
 MIN_RECALL = 0.60
-MIN_MEAN_DICE = 0.60
+MIN_MEAN_DICE = 0.50
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def test_one_tile_matches_many_overlapping_tiles(simulated_frames, shipped):
     from mitoscale.segment.frame import segment_frame
 
     sam, spec, _ = shipped
-    image = simulated_frames[2][0][:200, :200]  # 65 nm -> 163 px at 80 nm: one 256 px tile
+    image = simulated_frames[2][0][:, :312]  # 65 nm -> 208 x 254 px at 80 nm: one 256 px tile
     one = SegmentConfig()
     many = SegmentConfig()
     many.model.tile_size, many.model.halo = 96, 24
@@ -57,7 +57,7 @@ def test_one_tile_matches_many_overlapping_tiles(simulated_frames, shipped):
     a = segment_frame(image, 0.065, sam, spec, one, stats=st_one)
     b = segment_frame(image, 0.065, sam, spec, many, stats=st_many)
     assert st_one["tiles"] == 1 and st_many["tiles"] >= 4
-    assert len(a) > 10
+    assert len(a) >= 20
     _, summary, matches = evaluate_tables(b, a, return_matches=True)
     good = int((np.asarray(matches["dice"]) >= 0.9).sum())
     assert good >= 0.95 * max(len(a), len(b)), (good, len(a), len(b))
