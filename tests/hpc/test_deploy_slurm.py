@@ -7,6 +7,8 @@
   second SLURM job) is cancelled mid-run (SIGTERM, as at the walltime) and
   resubmitted: no worker job is left behind, and the rerun resumes,
   recomputing only the missing units.
+- ``plate-array.sbatch`` segments one input per array task and analyses the
+  ones whose line names a conditions CSV.
 """
 
 from __future__ import annotations
@@ -59,10 +61,12 @@ def _sbatch(slurm, *argv: str, cwd: Path, env_extra: dict | None = None) -> str:
 
 
 def _wait_job(slurm, job: str, timeout: float = 240) -> None:
-    wait_for(lambda: job not in slurm.client("squeue", "-h", "-o", "%i").split(),
+    # squeue -j lists an array job's tasks too; it prints nothing once they have all left
+    wait_for(lambda: not slurm.client("squeue", "-h", "-j", job, "-o", "%i", check=False).strip(),
              timeout=timeout, interval=0.5, what=f"SLURM job {job}")
 
 
+@pytest.mark.slow
 def test_dask_cluster_sbatch_runs_a_segment_job_end_to_end(slurm_clean, tmp_path, micro_model):
     samples = SamplesSection(enabled=True, image_px=128, timelapse_frames=2, wells_per_condition=0)
     write_samples(samples, tmp_path / "samples")
@@ -133,3 +137,29 @@ def test_run_pipeline_sbatch_resumes_after_the_job_is_killed(slurm_clean, tmp_pa
     # batch worker logs default to RUN_DIR/logs/workers inside a pipeline run
     logs = sorted(p.name for p in (out / "logs" / "workers").glob("*.err"))
     assert f"mitoscale-worker-{workers[0]}.err" in logs and len(logs) == 2
+
+
+@pytest.mark.slow
+def test_plate_array_sbatch_segments_and_analyses_one_input_per_task(slurm_clean, tmp_path,
+                                                                     micro_model):
+    samples = SamplesSection(enabled=True, image_px=96, timelapse_frames=1, wells_per_condition=1,
+                             fields_per_well=1, conditions=[{"name": "a"}, {"name": "b"}])
+    write_samples(samples, tmp_path / "samples")
+    s = tmp_path / "samples"
+    (tmp_path / "list.txt").write_text(
+        "# input  conditions\n"
+        f"{s / 'timelapse.ome.zarr'}\n"
+        f"{s / 'plate.ome.zarr'}  {s / 'plate_conditions.csv'}\n")
+    sets = [a for k, v in SEG_SET.items() for a in ("--set", f"{k}={v}")]
+    job = _sbatch(slurm_clean, "--array=1-2", "--cpus-per-task=1", "--mem=2G", "--time=00:10:00",
+                  f"--output={tmp_path}/job-%A_%a.log",
+                  str(REPO / "deploy" / "slurm" / "plate-array.sbatch"),
+                  "--model", str(micro_model), "--in-process", *sets, cwd=tmp_path,
+                  env_extra={"LIST": str(tmp_path / "list.txt"), "OUT": str(tmp_path / "screen")})
+    _wait_job(slurm_clean, job)
+    logs = "\n".join(p.read_text() for p in tmp_path.glob("job-*.log"))
+    for name, frames in (("timelapse", 1), ("plate", 2)):
+        man = json.loads((tmp_path / "screen" / "segment" / name / "manifest.json").read_text())
+        assert man["status"] == "complete" and man["frames"] == frames, logs
+    assert (tmp_path / "screen" / "results" / "plate" / "per_condition.csv").is_file(), logs
+    assert not (tmp_path / "screen" / "results" / "timelapse").exists()  # no conditions given

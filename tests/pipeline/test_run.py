@@ -154,6 +154,7 @@ def test_run_end_to_end_then_rerun_skips_everything(tmp_path, micro_model, local
     assert "6/6 images" in status and "6/6 frames" in status and "train     disabled" in status
 
 
+@pytest.mark.slow
 def test_train_stage_feeds_segment_and_a_train_change_reruns_downstream_only(
         tmp_path, micro_model, local_client):
     cfg = tiny_pipeline(micro_model, train={"enabled": True, "set": {
