@@ -16,9 +16,9 @@ __all__ = ["add_cluster_args", "client_from_args", "get_client", "run_futures"]
 def add_cluster_args(parser: argparse.ArgumentParser) -> None:
     """Add ``--cluster``, ``--scheduler``, ``--workers`` and ``--cluster-opt`` options."""
     g = parser.add_argument_group("dask cluster")
-    g.add_argument("--cluster", default="local", metavar="PROFILE",
+    g.add_argument("--cluster", default=None, metavar="PROFILE",
                    help="cluster profile: local (default), address, slurm, pbs, lsf, sge, cuda, "
-                        "or a path to a profile YAML")
+                        "a profile name from configs/cluster, or a path to a profile YAML")
     g.add_argument("--scheduler", default=None, metavar="ADDR",
                    help="connect to a running Dask scheduler (tcp://host:port) instead")
     g.add_argument("--workers", type=int, default=None, metavar="N",
@@ -30,7 +30,7 @@ def add_cluster_args(parser: argparse.ArgumentParser) -> None:
 
 @contextlib.contextmanager
 def client_from_args(args: argparse.Namespace) -> Iterator[Any]:
-    with get_client(profile=args.cluster, scheduler=args.scheduler,
+    with get_client(profile=args.cluster or "local", scheduler=args.scheduler,
                     n_workers=args.workers, options=args.cluster_opt) as client:
         yield client
 

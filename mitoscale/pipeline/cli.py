@@ -65,7 +65,7 @@ def _run(args: argparse.Namespace) -> int:
 
     cfg = load_pipeline_config(args.config, args.overrides)
     # the command line's cluster choice wins over the config's
-    if args.cluster != "local" or args.cluster_opt:
+    if args.cluster:
         cfg.cluster.profile = args.cluster
     import yaml
 
