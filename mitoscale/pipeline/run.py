@@ -47,6 +47,15 @@ class LazyClient:
             prof.log_directory = str(self.run_dir / "logs" / "workers")
         return prof
 
+    def check(self) -> None:
+        """Every check that can fail before a job is submitted (batch profiles: queue, memory...)."""
+        from mitoscale.cluster.launch import preflight
+        from mitoscale.cluster.profiles import JobqueueProfile
+
+        prof = self.profile()
+        if isinstance(prof, JobqueueProfile) and not self.cluster.scheduler:
+            preflight(prof)
+
     def __call__(self):
         if self._client is None:
             from mitoscale.cluster import get_client
@@ -92,8 +101,10 @@ def run_pipeline(cfg: PipelineConfig, run_dir: str | Path,
     state = RunState(run_dir)
     keys = stage_keys(cfg, run_dir)  # validates every stage config first
     client = LazyClient(cfg.cluster, run_dir)
-    if any(s.name in keys and s.name in ("simulate", "samples", "segment") for s in STAGES):
-        client.profile()  # a bad cluster profile fails here, before any stage starts
+    dask_stages = [n for n in ("simulate", "samples", "segment")
+                   if n in keys and not state.is_complete(n, keys[n])]
+    if dask_stages:
+        client.check()  # a bad cluster profile fails here, before any stage (or job) starts
     if only:
         unknown = sorted(set(only) - {s.name for s in STAGES})
         if unknown:

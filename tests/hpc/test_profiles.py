@@ -101,3 +101,21 @@ def test_batch_profile_without_the_batch_system_says_so(monkeypatch, tmp_path):
         with pytest.raises(ClusterError, match=f"cluster profile {kind}: .* not found on PATH"):
             with get_client(kind, options=["queue=q"]):
                 pass
+
+
+@pytest.mark.slurm
+def test_pipeline_checks_the_batch_profile_before_any_stage_runs(slurm_clean, tmp_path, capsys):
+    import yaml
+
+    cfg = {"simulate": {"n_images": 2, "set": {"corpus.crops_per_side": 1}},
+           "segment": {"enabled": False}}
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    before = slurm_clean.submitted_jobs()
+    argv = ["run", "--config", str(path), "--out", str(tmp_path / "run"), "--cluster", "slurm",
+            *cluster_opt_args(slurm_profile_opts(tmp_path) + ["queue=nosuchpartition"])]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "queue 'nosuchpartition' does not exist" in err
+    assert slurm_clean.submitted_jobs() == before
+    assert not (tmp_path / "run" / "corpus.zarr").exists()
