@@ -76,6 +76,21 @@ class RunState:
         p = self.root / "config.json"
         return json.loads(p.read_text()) if p.is_file() else None
 
+    def active(self) -> bool:
+        """Whether a ``mitoscale run`` holds this directory's lock right now."""
+        import fcntl
+
+        path = self.root / "lock"
+        if not path.is_file():
+            return False
+        with open(path, "a+") as fh:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except OSError as exc:
+                return exc.errno in (errno.EAGAIN, errno.EACCES)
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        return False
+
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         """Hold an exclusive lock on the run directory (``flock``).

@@ -51,6 +51,7 @@ def run_status(run_dir: str | Path, cfg: PipelineConfig | None = None) -> list[S
         keys = saved["keys"]
     else:
         keys = stage_keys(cfg, run_dir)
+    active = state.active()
     rows = []
     for st in STAGES:
         if st.name not in keys:
@@ -73,7 +74,8 @@ def run_status(run_dir: str | Path, cfg: PipelineConfig | None = None) -> list[S
                             + (f" in {rec['seconds']:.0f} s" if "seconds" in rec else ""),
                 "running": f"started {rec.get('started', '?')} on {rec.get('host', '?')}"
                            + (f" (SLURM job {rec['slurm_job_id']})" if rec.get("slurm_job_id") else "")
-                           + "; if no run is active it was killed: rerun to resume",
+                           + ("" if active else "; no run holds the directory: it was killed, "
+                              "rerun to resume"),
                 "interrupted": f"stopped {rec.get('stopped', '?')}: rerun to resume",
                 "failed": f"{rec.get('error', '')}",
             }.get(st_state, "")

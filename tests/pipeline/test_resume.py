@@ -16,6 +16,7 @@ from mitoscale.cli import main
 from mitoscale.pipeline.config import SamplesSection
 from mitoscale.pipeline.samples import write_samples
 from mitoscale.pipeline.state import RunState
+from mitoscale.pipeline.status import run_status
 
 from .conftest import tiny_pipeline, write_config
 
@@ -65,6 +66,8 @@ def test_killed_run_resumes_with_only_missing_units(tmp_path, micro_model, local
     else:
         assert proc.returncode == -signal.SIGKILL
         assert rec["state"] == "running"  # killed without a word: status says so
+        rows = {r.stage: r for r in run_status(out)}
+        assert rows["samples"].state == "running" and "it was killed" in rows["samples"].detail
     done_at_kill = len(list(markers.glob("*.done")))
     assert 3 <= done_at_kill < N_FRAMES
 
