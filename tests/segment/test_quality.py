@@ -11,11 +11,12 @@ from mitoscale.model.checkpoint import default_model_path
 from mitoscale.segment.config import SegmentConfig
 from mitoscale.segment.pipeline import run_segmentation
 
-# Bars for this small test set (2 frames, ~80 instances); the full held-out numbers are
-# in benchmarks/RESULTS_segment.md and the model card.
-MIN_PRECISION = 0.80
-MIN_RECALL = 0.60
-MIN_MEAN_DICE = 0.50
+# Bars for this small test set (2 frames, ~80 instances), below what the shipped model
+# measured on it (precision 0.97/0.96, recall 0.83/0.82, mean Dice 0.71/0.71 per frame);
+# the held-out numbers are in benchmarks/RESULTS_segment.md and docs/MODEL_CARD.md.
+MIN_PRECISION = 0.85
+MIN_RECALL = 0.70
+MIN_MEAN_DICE = 0.62
 
 
 @pytest.fixture(scope="module")
@@ -78,9 +79,9 @@ def test_stitching_gives_one_instance_per_object(one_and_many):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="issue-4 bar not met by the intermediate shipped model: its "
-                   "masks of 3-6 px wide objects change with tile context (about half the pairs "
-                   "reach Dice 0.9, see benchmarks/RESULTS_segment.md)")
+@pytest.mark.xfail(strict=False, reason="issue-4 bar not met by the shipped model: masks of 3-6 px "
+                   "wide objects change with the tile's context (17 of 22 pairs reach Dice 0.9, "
+                   "all 22 pair up; see benchmarks/RESULTS_segment.md)")
 def test_one_tile_matches_many_overlapping_tiles(one_and_many):
     """Issue 4: >= 95% of pairs at Dice >= 0.9 between one tile and many overlapping tiles."""
     a, b, matches = one_and_many
