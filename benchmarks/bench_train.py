@@ -32,18 +32,25 @@ CASES = {
     "mito256-full-bf16": ("mito256", False, False, "bf16", 1, 4, 12, 16, 2),
     "mito256-frozen-loop": ("mito256", True, False, "fp32", 1, 4, 12, 16, 2),
     "mito256-frozen-cache": ("mito256", True, True, "fp32", 1, 4, 12, 16, 2),
+    "mito256-full-fp32-1thread": ("mito256", False, False, "fp32", 1, 4, 12, 16, 1),
+    "mito256-full-bf16-1thread": ("mito256", False, False, "bf16", 1, 4, 12, 16, 1),
     "mito256-bf16-1proc-1thread": ("mito256", False, False, "bf16", 1, 2, 12, 16, 1),
     "mito256-bf16-ddp2-1thread": ("mito256", False, False, "bf16", 2, 2, 12, 16, 1),
     "vit_b_512-frozen-loop": ("vit_b_512", True, False, "fp32", 1, 1, 12, None, 2),
     "vit_b_512-frozen-cache": ("vit_b_512", True, True, "fp32", 1, 1, 12, None, 2),
     "vit_b_512-frozen-loop-w8": ("vit_b_512", True, False, "fp32", 1, 1, 12, 8, 2),
     "vit_b_512-frozen-cache-w8": ("vit_b_512", True, True, "fp32", 1, 1, 12, 8, 2),
+    "vit_b_512-frozen-loop-1thread": ("vit_b_512", True, False, "fp32", 1, 1, 12, None, 1),
+    "vit_b_512-frozen-cache-1thread": ("vit_b_512", True, True, "fp32", 1, 1, 12, None, 1),
+    "vit_b_512-frozen-loop-w8-1thread": ("vit_b_512", True, False, "fp32", 1, 1, 12, 8, 1),
+    "vit_b_512-frozen-cache-w8-1thread": ("vit_b_512", True, True, "fp32", 1, 1, 12, 8, 1),
     "vit_b-frozen-loop": ("vit_b", True, False, "fp32", 1, 1, 12, None, 2),
     "vit_b-frozen-cache": ("vit_b", True, True, "fp32", 1, 1, 12, None, 2),
 }
 GROUPS = {
     "small": [c for c in CASES if c.startswith("mito256")],
-    "vitb": [c for c in CASES if c.startswith("vit_b_512")],
+    "vitb": [c for c in CASES if c.startswith("vit_b_512") and not c.endswith("1thread")],
+    "onethread": [c for c in CASES if c.endswith("-1thread") and "ddp" not in c and "1proc" not in c],
     "vitb1024": ["vit_b-frozen-loop", "vit_b-frozen-cache"],
 }
 
@@ -109,7 +116,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("/tmp/bench_train"))
     ap.add_argument("--cases", default="small,vitb",
-                    help="comma-separated case names or groups (small, vitb, vitb1024)")
+                    help="comma-separated case names or groups (small, vitb, vitb1024, onethread)")
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--warmup", type=int, default=2, help="logged steps dropped from the timing")
     ap.add_argument("--n-images", type=int, default=8)
