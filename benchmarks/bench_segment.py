@@ -276,13 +276,22 @@ def overlay(image, table, path, title=""):
     rng = np.random.default_rng(0)
     for m in table_to_masks(table) if len(table) else []:
         rgb[find_boundaries(m, mode="inner")] = rng.uniform(0.3, 1.0, 3) * np.array([1.0, 0.6, 0.2])
-    fig, ax = plt.subplots(1, 2, figsize=(12, 6.3))
-    ax[0].imshow(normalize_intensity(image), cmap="gray")
-    ax[1].imshow(rgb)
+    # zoom on the 256 x 256 window with the most instance centroids
+    cy, cx = table["centroid_y"].to_numpy(), table["centroid_x"].to_numpy()
+    h, w = image.shape
+    best = max(((y, x) for y in range(0, max(h - 255, 1), 64) for x in range(0, max(w - 255, 1), 64)),
+               key=lambda p: ((cy >= p[0]) & (cy < p[0] + 256) & (cx >= p[1]) & (cx < p[1] + 256)).sum())
+    zy, zx = best
+    fig, ax = plt.subplots(1, 3, figsize=(18, 6.3))
+    ax[0].imshow(rgb)
+    ax[0].add_patch(plt.Rectangle((zx, zy), 256, 256, fill=False, color="cyan", lw=1.5))
+    ax[1].imshow(normalize_intensity(image)[zy:zy + 256, zx:zx + 256], cmap="gray")
+    ax[2].imshow(rgb[zy:zy + 256, zx:zx + 256])
     for a in ax:
         a.set_axis_off()
-    ax[0].set_title(title)
-    ax[1].set_title(f"mitoscale segment: {len(table)} instances")
+    ax[0].set_title(f"{title}: {len(table)} instances")
+    ax[1].set_title("zoom (cyan box), input")
+    ax[2].set_title("zoom, instance outlines")
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
