@@ -195,6 +195,7 @@ def test_killed_worker_costs_only_a_retry(tmp_path, simulated_frames, micro_mode
         pids = client.run(os.getpid)
         victim = sorted(pids.values())[0]
         os.kill(victim, signal.SIGKILL)
+        assert th.is_alive(), "the run finished before a worker could be killed"
         th.join(300)
         assert "error" not in box, box.get("error")
         assert box["result"]["status"] == "complete"
