@@ -43,7 +43,7 @@ from mitoscale.io.omezarr import create_label_image, label_axes, write_label_fra
 from mitoscale.io.tables import write_table
 from mitoscale.segment.config import SegmentConfig
 from mitoscale.segment.frame import finish_frame, paint_labels, prepare_frame, run_tile
-from mitoscale.segment.runtime import ModelPlugin, check_model, get_model, resolve_config
+from mitoscale.segment.runtime import ModelPlugin, check_model, get_model, resolve_config, tune_malloc
 from mitoscale.segment.tiling import resampled_shape, tile_grid
 
 log = logging.getLogger(__name__)
@@ -109,6 +109,7 @@ def _prepare_task(job: FrameJob, cfg: SegmentConfig):
 
 
 def _tile_task(prepared, tile_index: int, model_path, variant, cfg: SegmentConfig):
+    tune_malloc()  # also where the plugin did not run (e.g. a worker that never called setup)
     model, spec, _ = get_model(model_path, variant, cfg.model.device)
     prep, _ = prepared
     return run_tile(prep, tile_index, model, spec, cfg)

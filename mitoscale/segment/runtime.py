@@ -4,7 +4,10 @@
 device, so every task on a worker shares one copy.  :class:`ModelPlugin` is a
 Dask worker plugin that loads it when a worker starts (also on workers that
 replace a killed one) and sets torch's thread count to the worker's threads,
-so N single-threaded workers use N cores without oversubscription.
+so N single-threaded workers use N cores without oversubscription.  It also
+undoes the effect of the ``MALLOC_TRIM_THRESHOLD_=65536`` that Dask's nanny
+sets for its workers (:func:`tune_malloc`), which made every task ~2.4x
+slower than the same work in-process.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import Any
 from mitoscale.errors import ModelError
 
 __all__ = ["resolve_device", "get_model", "check_model", "tile_size", "resolve_config",
-           "ModelPlugin"]
+           "tune_malloc", "ModelPlugin"]
 
 
 def tile_size(spec, cfg) -> int:
@@ -64,6 +67,36 @@ def check_model(spec, meta: dict, cfg) -> None:
                          f"{cfg.model.pixel_size_um} µm/px")
 
 
+_MALLOC_TUNED = False
+
+
+def tune_malloc() -> None:
+    """Let glibc keep freed memory for reuse instead of returning it to the OS (once per process).
+
+    Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``.  Setting
+    that variable also freezes glibc's mmap threshold at its 128 KiB default, so
+    every tensor above 128 KiB (attention scores, window stacks, upscaled masks:
+    thousands per tile) is mmapped, page-faulted in and unmapped again.  Measured
+    on a 512 x 512 frame with one torch thread: 6.4 s with the variable set vs
+    2.8 s without it, in-process or in a worker alike.  Raising the mmap threshold
+    to 32 MiB and the trim threshold to 256 MiB restores the in-process speed; the
+    worker keeps up to that much freed memory in its heap.  No-op without glibc.
+    """
+    global _MALLOC_TUNED
+    if _MALLOC_TUNED:
+        return
+    _MALLOC_TUNED = True
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        libc.mallopt(m_mmap_threshold, 32 * 2**20)
+        libc.mallopt(m_trim_threshold, 256 * 2**20)
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        pass
+
+
 try:  # distributed is a dependency, but keep this module importable without it
     from distributed.diagnostics.plugin import WorkerPlugin
 except ImportError:  # pragma: no cover
@@ -89,4 +122,5 @@ class ModelPlugin(WorkerPlugin):
 
         nthreads = getattr(getattr(worker, "state", None), "nthreads", None) or getattr(worker, "nthreads", 1)
         torch.set_num_threads(max(1, int(nthreads)))
+        tune_malloc()
         get_model(self.path, self.variant, self.device)
