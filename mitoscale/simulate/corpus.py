@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from mitoscale import __version__
+from mitoscale.cluster.worker import tune_malloc
 from mitoscale.config import config_hash, dump_config
 from mitoscale.errors import InputError, OutputError
 from mitoscale.io.atomic import MarkerSet, check_writable
@@ -145,34 +146,6 @@ def open_corpus(path: str | Path, mode: str = "r"):
     return root, dict(attrs)
 
 
-_MALLOC_TUNED = False
-
-
-def _tune_malloc() -> None:
-    """Keep freed memory in the worker's heap between images (glibc only).
-
-    Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which
-    also freezes glibc's mmap threshold at 128 KiB: every large temporary of
-    every image is then mmapped, page-faulted in and unmapped again (about
-    +50 % CPU per image measured here).  Raising the mmap threshold to 32 MiB
-    and the trim threshold to 256 MiB lets the arrays be reused from the heap;
-    the worker keeps up to that much freed memory.
-    """
-    global _MALLOC_TUNED
-    if _MALLOC_TUNED:
-        return
-    _MALLOC_TUNED = True
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        m_trim_threshold, m_mmap_threshold = -1, -3
-        libc.mallopt(m_mmap_threshold, 32 * 2**20)
-        libc.mallopt(m_trim_threshold, 256 * 2**20)
-    except (OSError, AttributeError):  # not glibc: nothing to tune
-        pass
-
-
 def _write_chunk(out: str, cfg_data: dict, seed: int, k: int, start: int, stop: int) -> dict:
     """Simulate images ``start:stop`` and write them as chunk ``k`` (runs on a worker)."""
     import zarr
@@ -181,7 +154,7 @@ def _write_chunk(out: str, cfg_data: dict, seed: int, k: int, start: int, stop: 
     from mitoscale.io.tables import write_table
     from mitoscale.simulate.render import simulate_image
 
-    _tune_malloc()
+    tune_malloc()
     t0 = time.perf_counter()
     cfg = SimulateConfig.model_validate(cfg_data)
     sims = [simulate_image(cfg, seed, i) for i in range(start, stop)]
