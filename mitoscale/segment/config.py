@@ -65,9 +65,11 @@ class PromptConfig(StrictModel):
     round_spacing: float = Field(16.0, ge=0)
     """Prompts decoded in the same round are more than this many px apart (16 px = 1.3 µm),
     so a round rarely decodes two prompts of one mitochondrion; closer prompts wait."""
-    cover_erosion: int = Field(1, ge=0)
+    cover_erosion: int = Field(0, ge=0)
     """Masks are eroded by this many px before they cover prompts, so a prompt on the rim
-    of a mask (where a touching or overlapping neighbour may start) is still decoded."""
+    of a mask (where a touching or overlapping neighbour may start) is still decoded.
+    Measured on a 1024 x 1024 frame: 1 px decodes 1.55x more prompts (1656 vs 1066) for
+    0.006 more recall (0.815 vs 0.808), so the default is 0 (issue 7's 5 s target)."""
 
 
 class DecodeConfig(StrictModel):
