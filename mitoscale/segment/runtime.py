@@ -6,7 +6,7 @@ Dask worker plugin that loads it when a worker starts (also on workers that
 replace a killed one) and sets torch's thread count to the worker's threads,
 so N single-threaded workers use N cores without oversubscription.  It also
 undoes the effect of the ``MALLOC_TRIM_THRESHOLD_=65536`` that Dask's nanny
-sets for its workers (:func:`tune_malloc`), which made every task ~2.4x
+sets for its workers (:func:`mitoscale.cluster.worker.tune_malloc`), which made every task ~2.4x
 slower than the same work in-process.
 """
 
@@ -16,6 +16,7 @@ import functools
 from pathlib import Path
 from typing import Any
 
+from mitoscale.cluster.worker import tune_malloc  # re-exported: called by ModelPlugin and tile tasks
 from mitoscale.errors import ModelError
 
 __all__ = ["resolve_device", "get_model", "check_model", "tile_size", "resolve_config",
@@ -65,36 +66,6 @@ def check_model(spec, meta: dict, cfg) -> None:
     if trained is not None and abs(float(trained) - cfg.model.pixel_size_um) > 1e-9:
         raise ModelError(f"model was trained at {trained} µm/px but the config resamples to "
                          f"{cfg.model.pixel_size_um} µm/px")
-
-
-_MALLOC_TUNED = False
-
-
-def tune_malloc() -> None:
-    """Let glibc keep freed memory for reuse instead of returning it to the OS (once per process).
-
-    Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``.  Setting
-    that variable also freezes glibc's mmap threshold at its 128 KiB default, so
-    every tensor above 128 KiB (attention scores, window stacks, upscaled masks:
-    thousands per tile) is mmapped, page-faulted in and unmapped again.  Measured
-    on a 512 x 512 frame with one torch thread: 6.4 s with the variable set vs
-    2.8 s without it, in-process or in a worker alike.  Raising the mmap threshold
-    to 32 MiB and the trim threshold to 256 MiB restores the in-process speed; the
-    worker keeps up to that much freed memory in its heap.  No-op without glibc.
-    """
-    global _MALLOC_TUNED
-    if _MALLOC_TUNED:
-        return
-    _MALLOC_TUNED = True
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        m_trim_threshold, m_mmap_threshold = -1, -3
-        libc.mallopt(m_mmap_threshold, 32 * 2**20)
-        libc.mallopt(m_trim_threshold, 256 * 2**20)
-    except (OSError, AttributeError):  # not glibc: nothing to tune
-        pass
 
 
 try:  # distributed is a dependency, but keep this module importable without it
