@@ -170,7 +170,7 @@ def main(argv=None):
     from threadpoolctl import threadpool_limits
 
     from mitoscale.simulate import SimulateConfig
-    from mitoscale.simulate.corpus import _tune_malloc
+    from mitoscale.cluster.worker import tune_malloc as _tune_malloc
 
     _tune_malloc()  # as in the corpus workers
     cfg = SimulateConfig()
