@@ -34,6 +34,10 @@ class ModelConfig(StrictModel):
     halo: int = Field(32, ge=0)
     """Overlap margin (px) around each tile's core; prompts are decoded in the tile whose
     core holds them, so every prompt has at least this much context."""
+    tile_align: int | None = Field(None, ge=1)
+    """Tile origins are multiples of this (px); ``null``: the encoder's attention window
+    (patch x window size, 64 px for the shipped model) where it fits the tile core, else its
+    patch size, so overlapping tiles see an object on the same patch and window grid."""
     bf16: bool | Literal["auto"] = "auto"
     """bfloat16 autocast for encoder and decoder on the CPU; ``auto``: when the CPU has
     native bf16 (AVX512-BF16/AMX), where it is ~2x faster with masks agreeing at IoU > 0.99."""
@@ -83,6 +87,10 @@ class DecodeConfig(StrictModel):
     this size (``null``: the whole map)."""
     multimask: bool = True
     """Ask for SAM's three masks and keep the one with the highest predicted IoU."""
+    keep_all_masks: bool = False
+    """With ``multimask``, keep all three masks of every prompt as candidates (as
+    ``SamAutomaticMaskGenerator`` does) and let the overlap suppression choose among them:
+    more recall at some precision and ~1.3x the post-processing (configs/segment_thorough.yaml)."""
 
 
 class PostprocessConfig(StrictModel):

@@ -68,11 +68,12 @@ class DecodedMasks:
     the whole map, per side (top, left, bottom, right).
     """
 
-    logits: torch.Tensor  # (N, S, S) float32
-    scores: np.ndarray  # (N,)
-    y0: np.ndarray  # (N,)
-    x0: np.ndarray  # (N,)
-    inner_edges: np.ndarray  # (N, 4) bool: window side is inside the map
+    logits: torch.Tensor  # (M, S, S) float32
+    scores: np.ndarray  # (M,)
+    y0: np.ndarray  # (M,)
+    x0: np.ndarray  # (M,)
+    inner_edges: np.ndarray  # (M, 4) bool: window side is inside the map
+    prompt: np.ndarray  # (M,) index of each mask's prompt (M = N, or 3N with keep_all)
 
 
 def _window_origin(c: np.ndarray, window: int, size: int) -> np.ndarray:
@@ -81,7 +82,8 @@ def _window_origin(c: np.ndarray, window: int, size: int) -> np.ndarray:
 
 @torch.inference_mode()
 def decode_points(model, spec, embedding: torch.Tensor, points: np.ndarray,
-                  window: int | None = 16, multimask: bool = True, bf16: bool = False) -> DecodedMasks:
+                  window: int | None = 16, multimask: bool = True, bf16: bool = False,
+                  keep_all: bool = False) -> DecodedMasks:
     """Decode one positive point prompt per row of ``points`` against local windows.
 
     Parameters
@@ -99,16 +101,19 @@ def decode_points(model, spec, embedding: torch.Tensor, points: np.ndarray,
         Predict SAM's three masks and keep the one with the highest predicted IoU.
     bf16 : bool
         bfloat16 autocast (CPU).
+    keep_all : bool
+        With ``multimask``, return all three masks of every prompt (prompt
+        ``i`` gives rows ``3i .. 3i + 2``), as ``SamAutomaticMaskGenerator`` does.
 
     Returns
     -------
     DecodedMasks
     """
     with autocast(bf16 and embedding.device.type == "cpu"):
-        return _decode(model, spec, embedding, points, window, multimask)
+        return _decode(model, spec, embedding, points, window, multimask, keep_all and multimask)
 
 
-def _decode(model, spec, embedding, points, window, multimask) -> DecodedMasks:
+def _decode(model, spec, embedding, points, window, multimask, keep_all=False) -> DecodedMasks:
     pe_full = model.prompt_encoder.get_dense_pe()  # (1, C, E, E)
     _, c, eh, ew = embedding.shape
     dev = embedding.device
@@ -144,14 +149,23 @@ def _decode(model, spec, embedding, points, window, multimask) -> DecodedMasks:
     hyper = torch.stack([dec.output_hypernetworks_mlps[i](mask_tokens_out[:, i, :])
                          for i in range(dec.num_mask_tokens)], dim=1)[:, sel]
     iou = dec.iou_prediction_head(iou_token_out)[:, sel]
-    rows = torch.arange(n, device=dev)
-    best = iou.argmax(dim=1)
-    hyper = hyper[rows, best]  # (n, C')
-    score = iou[rows, best]
     b, cu, hu, wu = up.shape
-    low = torch.bmm(hyper[:, None, :], up.reshape(b, cu, hu * wu)).reshape(n, 1, hu, wu)
+    if keep_all:  # every mask of every prompt: (n, k, C') -> n * k masks
+        k = hyper.shape[1]
+        low = torch.bmm(hyper, up.reshape(b, cu, hu * wu)).reshape(n * k, 1, hu, wu)
+        score = iou.reshape(n * k)
+        prompt = np.repeat(np.arange(n), k)
+    else:
+        rows = torch.arange(n, device=dev)
+        best = iou.argmax(dim=1)
+        hyper = hyper[rows, best]  # (n, C')
+        score = iou[rows, best]
+        low = torch.bmm(hyper[:, None, :], up.reshape(b, cu, hu * wu)).reshape(n, 1, hu, wu)
+        prompt = np.arange(n)
+    wy, wx = wy[prompt], wx[prompt]
     size = w * patch
     logits = F.interpolate(low.float(), size=(size, size), mode="bilinear", align_corners=False)[:, 0].cpu()
     scores = score.float().cpu().numpy().astype(np.float64)
     inner = np.stack([wy > 0, wx > 0, wy + w < eh, wx + w < ew], axis=1)
-    return DecodedMasks(logits=logits, scores=scores, y0=wy * patch, x0=wx * patch, inner_edges=inner)
+    return DecodedMasks(logits=logits, scores=scores, y0=wy * patch, x0=wx * patch, inner_edges=inner,
+                        prompt=prompt)

@@ -102,7 +102,7 @@ def prepare_frame(image: np.ndarray, pixel_size_um: float, cfg: SegmentConfig | 
                 pts = pts[:pc.max_prompts]
     if mc.tile_size is None:
         raise ValueError("cfg.model.tile_size must be resolved (mitoscale.segment.runtime.resolve_config)")
-    tiles = tile_grid(shape, mc.tile_size, mc.halo)
+    tiles = tile_grid(shape, mc.tile_size, mc.halo, mc.tile_align or 1)
     owner = assign_points(pts, tiles)
     return PreparedFrame(norm, tuple(image.shape), float(pixel_size_um), thr, pts, tiles, owner,
                          prepare_s=time.perf_counter() - t0)

@@ -140,7 +140,8 @@ def _jobs(sources: list[ImageSource], cfg: SegmentConfig, out: Path, ngff: str |
                                    version=ngff)
         laxes = label_axes(src, cfg.input.z_mode)
         shape80 = resampled_shape((src.size("y"), src.size("x")), src.pixel_size_um, cfg.model.pixel_size_um)
-        n_tiles = len(tile_grid(shape80, cfg.model.tile_size, cfg.model.halo))
+        n_tiles = len(tile_grid(shape80, cfg.model.tile_size, cfg.model.halo,
+                                  cfg.model.tile_align or 1))
         for fr in iter_frames(src, cfg.input.channel, cfg.input.z_mode):
             index = tuple(v for a, v in (("t", fr.t), ("z", fr.z)) if a in laxes)
             where = f"{src.path} (t={fr.t}, z={fr.z})"

@@ -19,7 +19,7 @@ from typing import Any
 from mitoscale.cluster.worker import tune_malloc  # re-exported: called by ModelPlugin and tile tasks
 from mitoscale.errors import ModelError
 
-__all__ = ["resolve_device", "get_model", "check_model", "tile_size", "resolve_config",
+__all__ = ["resolve_device", "get_model", "check_model", "tile_size", "tile_align", "resolve_config",
            "tune_malloc", "ModelPlugin"]
 
 
@@ -28,10 +28,21 @@ def tile_size(spec, cfg) -> int:
     return int(cfg.model.tile_size or spec.img_size)
 
 
+def tile_align(spec, tile: int, halo: int) -> int:
+    """Default tile alignment: the encoder's window (px) if it fits the core, else its patch."""
+    inner = tile - 2 * halo
+    window = spec.patch_size * spec.window_size
+    if spec.window_size > 0 and window <= inner:
+        return int(window)
+    return int(spec.patch_size) if spec.patch_size <= inner else 1
+
+
 def resolve_config(cfg, spec):
-    """A copy of ``cfg`` with model-dependent defaults filled in (``tile_size``)."""
+    """A copy of ``cfg`` with model-dependent defaults filled in (``tile_size``, ``tile_align``)."""
     cfg = cfg.model_copy(deep=True)
     cfg.model.tile_size = tile_size(spec, cfg)
+    if cfg.model.tile_align is None:
+        cfg.model.tile_align = tile_align(spec, cfg.model.tile_size, cfg.model.halo)
     return cfg
 
 

@@ -158,30 +158,34 @@ def segment_tile(model, spec, tile: np.ndarray, points: np.ndarray,
             take = spread_selection(pts, dc.chunk, pc.round_spacing if pc.skip_covered else 0)
             chunk, pts = pts[take], np.delete(pts, take, axis=0)
             t1 = time.perf_counter()
-            dec = decode_points(model, spec, emb, chunk, window=win, multimask=dc.multimask, bf16=bf16)
+            dec = decode_points(model, spec, emb, chunk, window=win, multimask=dc.multimask, bf16=bf16,
+                                keep_all=dc.keep_all_masks)
             t2 = time.perf_counter()
             stats.decoder_s += t2 - t1
             stats.decoded += len(chunk)
-            for i in range(len(chunk)):
-                if dec.scores[i] < cfg.postprocess.min_score:
+            for p in range(len(chunk)):
+                found, again = [], False
+                for i in np.flatnonzero(dec.prompt == p):  # 1 mask, or 3 with keep_all_masks
+                    if dec.scores[i] < cfg.postprocess.min_score:
+                        continue
+                    cand, touches = masks_from_decoded(dec, i, tile.shape, cfg.postprocess.min_area,
+                                                       cfg.postprocess.largest_component)
+                    again |= touches and win is not None and win < max_w
+                    if cand is not None:
+                        found.append(cand)
+                if again:  # a mask reaches the window edge: decode the prompt in a larger window
+                    retry.append(chunk[p])
                     continue
-                cand, touches = masks_from_decoded(dec, i, tile.shape, cfg.postprocess.min_area,
-                                                   cfg.postprocess.largest_component)
-                if touches and win is not None and win < max_w:
-                    retry.append(chunk[i])
-                    continue
-                if cand is None:
-                    continue
-                cand.prompt = (int(chunk[i, 0]), int(chunk[i, 1]))
-                y0, x0, y1, x1 = cand.bbox
-                cand.truncated = bool((inner_sides[0] and y0 == 0) or (inner_sides[1] and x0 == 0)
-                                      or (inner_sides[2] and y1 >= tile.shape[0])
-                                      or (inner_sides[3] and x1 >= tile.shape[1]))
-                cands.append(cand)
-                if pc.skip_covered:
+                for cand in found:
+                    cand.prompt = (int(chunk[p, 0]), int(chunk[p, 1]))
                     y0, x0, y1, x1 = cand.bbox
-                    m = erode(cand.mask) if erode is not None else cand.mask
-                    covered[y0:y1, x0:x1] |= m
+                    cand.truncated = bool((inner_sides[0] and y0 == 0) or (inner_sides[1] and x0 == 0)
+                                          or (inner_sides[2] and y1 >= tile.shape[0])
+                                          or (inner_sides[3] and x1 >= tile.shape[1]))
+                    cands.append(cand)
+                    if pc.skip_covered:
+                        m = erode(cand.mask) if erode is not None else cand.mask
+                        covered[y0:y1, x0:x1] |= m
             stats.other_s += time.perf_counter() - t2
         if retry:
             queue.append((np.array(retry, dtype=np.int64), min(2 * win, max_w)))

@@ -1,7 +1,8 @@
 """Resampling to the model pixel size and the overlapping tile grid.
 
 Every frame is resampled to the model's pixel size (80 nm) and covered by
-tiles of ``tile`` px.  Each tile owns a *core*: the cores partition the frame,
+tiles of at most ``tile`` px whose origins lie on the encoder's patch and
+attention-window grid.  Each tile owns a *core*: the cores partition the frame,
 and a tile extends ``halo`` px beyond its core on every side that is not the
 frame border.  A prompt is decoded in the tile whose core holds it, so it
 always has at least ``halo`` px of image context around it.
@@ -54,26 +55,35 @@ def resample(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
                   preserve_range=True).astype(np.float32)
 
 
-def _axis_tiles(n: int, tile: int, halo: int) -> list[tuple[int, int, int, int]]:
-    """1D tiles ``(start, stop, core_start, core_stop)`` covering ``[0, n)``."""
+def _axis_tiles(n: int, tile: int, halo: int, align: int = 1) -> list[tuple[int, int, int, int]]:
+    """1D tiles ``(start, stop, core_start, core_stop)`` covering ``[0, n)``.
+
+    Starts are multiples of ``align``, spread evenly from 0 to the first
+    multiple at or beyond ``n - tile`` (that last tile is cut at ``n``; the
+    model pads it), at most the aligned core width apart so that every core
+    keeps ``halo`` px of context on both sides.
+    """
     if n <= tile:
         return [(0, n, 0, n)]
     inner = tile - 2 * halo
     if inner <= 0:
         raise ValueError(f"halo {halo} leaves no core in a {tile} px tile")
-    # stride (n - tile) / (k - 1) must not exceed the core width tile - 2 * halo
-    k = 1 + int(np.ceil((n - tile) / inner))
-    starts = np.round(np.linspace(0, n - tile, k)).astype(int)
+    if align >= inner:
+        align = 1
+    stride = (inner // align) * align
+    last = -(-(n - tile) // align) * align
+    k = 1 + -(-last // stride)
+    starts = [(i * last // (k - 1)) // align * align for i in range(k)]
     out = []
     for i, s in enumerate(starts):
-        c0 = 0 if i == 0 else (out[-1][3])
+        c0 = 0 if i == 0 else out[-1][3]
         # cores meet in the middle of the overlap, >= halo from both tiles' edges
-        c1 = n if i == k - 1 else int((s + tile + starts[i + 1]) // 2)
-        out.append((int(s), int(s + tile), int(c0), int(c1)))
+        c1 = n if i == k - 1 else (s + tile + starts[i + 1]) // 2
+        out.append((s, min(s + tile, n), c0, c1))
     return out
 
 
-def tile_grid(shape: tuple[int, int], tile: int, halo: int) -> list[Tile]:
+def tile_grid(shape: tuple[int, int], tile: int, halo: int, align: int = 1) -> list[Tile]:
     """Overlapping tiles of at most ``tile`` px whose cores partition the frame.
 
     Parameters
@@ -85,14 +95,19 @@ def tile_grid(shape: tuple[int, int], tile: int, halo: int) -> list[Tile]:
     halo : int
         Minimum context (px) between a core and its tile's edge, except at
         the frame border.
+    align : int
+        Tile origins are multiples of this (px).  Aligning them to the
+        encoder's patch and attention-window grid means an object seen by two
+        tiles meets the same patches and windows in both, so its masks agree
+        more closely (measured in benchmarks/RESULTS_segment.md).
 
     Returns
     -------
     list of Tile
         Row-major.
     """
-    ys = _axis_tiles(int(shape[0]), tile, halo)
-    xs = _axis_tiles(int(shape[1]), tile, halo)
+    ys = _axis_tiles(int(shape[0]), tile, halo, align)
+    xs = _axis_tiles(int(shape[1]), tile, halo, align)
     tiles = []
     for y0, y1, cy0, cy1 in ys:
         for x0, x1, cx0, cx1 in xs:

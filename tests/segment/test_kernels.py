@@ -11,13 +11,16 @@ from mitoscale.segment.prompts import foreground, sample_prompts
 from mitoscale.segment.tiling import assign_points, resample, resampled_shape, tile_grid
 
 
-@pytest.mark.parametrize("shape", [(100, 90), (256, 256), (257, 700), (1024, 1024)])
+@pytest.mark.parametrize("shape", [(100, 90), (256, 256), (257, 700), (1024, 1024), (208, 1000),
+                                   (1250, 333)])
 @pytest.mark.parametrize("halo", [0, 32])
-def test_tile_cores_partition_frame_with_halo(shape, halo):
-    tiles = tile_grid(shape, 256, halo)
+@pytest.mark.parametrize("align", [1, 8, 64])
+def test_tile_cores_partition_frame_with_halo(shape, halo, align):
+    tiles = tile_grid(shape, 256, halo, align)
     owner = np.full(shape, -1)
     for t in tiles:
         assert t.y1 - t.y0 <= 256 and t.x1 - t.x0 <= 256
+        assert t.y0 % align == 0 and t.x0 % align == 0
         cy0, cx0, cy1, cx1 = t.core
         assert (owner[cy0:cy1, cx0:cx1] == -1).all()
         owner[cy0:cy1, cx0:cx1] = t.index
@@ -33,6 +36,18 @@ def test_tile_cores_partition_frame_with_halo(shape, halo):
     assert (owner >= 0).all()
     pts = np.stack(np.nonzero(np.ones(shape, bool)), 1)[::97]
     np.testing.assert_array_equal(assign_points(pts, tiles), owner[pts[:, 0], pts[:, 1]])
+
+
+def test_tile_count_and_default_alignment():
+    from mitoscale.model import get_spec
+    from mitoscale.segment.runtime import tile_align
+
+    # 1024 px at 256 px tiles with a 32 px halo: stride 192 (a multiple of 64), 5 x 5 tiles
+    assert len(tile_grid((1024, 1024), 256, 32, 64)) == 25
+    assert [t.x0 for t in tile_grid((208, 254), 192, 32, 64)] == [0, 64, 0, 64]
+    assert tile_align(get_spec("mito256"), 256, 32) == 64  # patch 8 x window 8
+    assert tile_align(get_spec("vit_b"), 1024, 32) == 224  # patch 16 x window 14
+    assert tile_align(get_spec("mito256"), 96, 32) == 8  # window does not fit a 32 px core
 
 
 def test_resample_shape_and_mean():
@@ -124,6 +139,12 @@ def test_full_window_decoding_equals_sam():
     assert win.logits.shape[1:] == (64, 64)
     assert (win.y0 % 8 == 0).all() and (win.y0 + 64 <= spec.img_size).all()
     assert not win.inner_edges[0, 0]  # window at the top of the map
+    # keep_all: SAM's three masks per prompt, in order; the best one is what multimask keeps
+    alls = decode_points(sam, spec, emb, pts, window=None, keep_all=True)
+    np.testing.assert_array_equal(alls.prompt, [0, 0, 0, 1, 1, 1, 2, 2, 2])
+    ref_all = sam.postprocess_masks(low, (spec.img_size,) * 2, (spec.img_size,) * 2)[:, :]
+    torch.testing.assert_close(alls.logits, ref_all.reshape(9, *ref_all.shape[2:]), atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(alls.scores, iou.reshape(9).numpy(), atol=1e-6)
 
 
 def test_map_to_input_identity_and_scaling():
