@@ -59,6 +59,12 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def add_override_args(parser, example: str = "section.key=value") -> None:
+    """Add the shared repeatable ``--set KEY=VALUE`` option (``args.overrides``) to ``parser``."""
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                        help=f"override a config value (repeatable), e.g. --set {example}")
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
     """Apply ``a.b.c=value`` overrides; values are parsed as YAML scalars/lists."""
     data = json.loads(json.dumps(data))  # deep copy of plain data

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from mitoscale.config import add_override_args
+
 __all__ = ["register"]
 
 
@@ -42,7 +44,7 @@ def register(subparsers) -> None:
     b.add_argument("--channel", default="0", help="channel index or name (default 0)")
     b.add_argument("--z-mode", choices=["max", "each"], default="max", help="max-project z or each plane")
     b.add_argument("--config", default=None, help="YAML settings of the method (configs/baseline_<name>.yaml)")
-    b.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one setting")
+    add_override_args(b, "threshold=li")
     from mitoscale.cluster import add_cluster_args
 
     add_cluster_args(b)
@@ -78,7 +80,7 @@ def _baseline(args: argparse.Namespace) -> int:
     from mitoscale.cluster import client_from_args
     from mitoscale.evaluate.baselines.run import execute_plan, load_baseline_config, plan_baseline
 
-    cfg = load_baseline_config(args.name, args.config, args.set)
+    cfg = load_baseline_config(args.name, args.config, args.overrides)
     channel = int(args.channel) if args.channel.lstrip("-").isdigit() else args.channel
     plan = plan_baseline(args.name, args.input, args.out, cfg=cfg, pixel_size_um=args.pixel_size,
                          channel=channel, z_mode=args.z_mode)

@@ -6,6 +6,7 @@ import argparse
 import signal
 
 from mitoscale.cluster import add_cluster_args
+from mitoscale.config import add_override_args
 
 __all__ = ["register"]
 
@@ -31,8 +32,7 @@ def register(subparsers) -> None:
         epilog=_RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, metavar="YAML", help="pipeline config, e.g. configs/pipeline.yaml")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="output folder of the run")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-                   help="override a pipeline config value, e.g. --set simulate.n_images=128")
+    add_override_args(p, "simulate.n_images=128")
     p.add_argument("--only", action="append", default=None, metavar="STAGE",
                    help="run only this stage (repeatable); upstream stages must be complete")
     add_cluster_args(p)
@@ -46,8 +46,7 @@ def register(subparsers) -> None:
     s.add_argument("run_dir", metavar="RUN_DIR", help="output folder of `mitoscale run`")
     s.add_argument("--config", default=None, metavar="YAML",
                    help="compare with this pipeline config instead of the last run's")
-    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-                   help="override a value of --config")
+    add_override_args(s, "simulate.n_images=128")
     s.set_defaults(func=_status)
 
 

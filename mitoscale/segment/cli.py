@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from mitoscale.cluster import add_cluster_args
+from mitoscale.config import add_override_args
 
 __all__ = ["register"]
 
@@ -42,8 +43,7 @@ def register(subparsers) -> None:
                         "mitoscale-small model")
     p.add_argument("--config", default=None, metavar="YAML",
                    help="segment config (default: built-in defaults = configs/segment.yaml)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-                   help="override a config value, e.g. --set prompts.spacing=8")
+    add_override_args(p, "prompts.spacing=8")
     p.add_argument("--pixel-size", type=float, default=None, metavar="UM",
                    help="pixel size in µm (required for TIFF/PNG; overrides OME-Zarr metadata)")
     p.add_argument("--channel", default=None, metavar="C", help="channel index or name (default 0)")

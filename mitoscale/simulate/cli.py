@@ -7,6 +7,7 @@ import sys
 
 from mitoscale.cluster import add_cluster_args
 from mitoscale.errors import InputError
+from mitoscale.config import add_override_args
 
 __all__ = ["register"]
 
@@ -29,8 +30,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("--config", default=None, metavar="YAML",
                    help="simulator config (default: built-in defaults = configs/simulate.yaml)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-                   help="override a config value, e.g. --set geometry.width_nm=[250,450]")
+    add_override_args(p, "geometry.width_nm=[250,450]")
     p.add_argument("--n-images", type=int, default=None, metavar="N", help="number of 512x512 images")
     p.add_argument("--out", default=None, metavar="CORPUS", help="output corpus.zarr directory")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")

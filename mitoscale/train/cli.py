@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from mitoscale.config import add_override_args
+
 __all__ = ["register"]
 
 EPILOG = """examples:
@@ -28,8 +30,7 @@ def register(subparsers) -> None:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=False, help="training YAML (see configs/train.yaml)")
     p.add_argument("--out", required=False, help="run directory (checkpoints, logs, final model)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set steps=500 --set data.corpus=c.zarr")
+    add_override_args(p, "steps=500 --set data.corpus=c.zarr")
     p.add_argument("--resume", action="store_true",
                    help="continue from OUT/checkpoints/latest (model, optimiser, schedule, step, RNG)")
     g = p.add_argument_group("distributed (torch.distributed.run)")
@@ -50,8 +51,7 @@ def register(subparsers) -> None:
                     "data.embedding_cache refuses a cache that does not match.")
     e.add_argument("--config", required=True, help="training YAML (model + data.corpus)")
     e.add_argument("--out", required=True, help="embedding store to write (e.g. cache.zarr)")
-    e.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value")
+    add_override_args(e, "data.corpus=c.zarr")
     e.add_argument("--dtype", choices=["float16", "float32"], default="float16",
                    help="storage dtype of the embeddings (default float16)")
     e.add_argument("--threads", type=int, default=1, metavar="N",
@@ -82,13 +82,13 @@ def _train(args) -> int:
 
     if not args.config or not args.out:
         raise ConfigError("mitoscale train needs --config and --out")
-    cfg = load_config(args.config, TrainConfig, overrides=args.set)
+    cfg = load_config(args.config, TrainConfig, overrides=args.overrides)
     if args.nproc_per_node > 1 or args.nnodes > 1:
         from mitoscale.train.launch import launch_workers, torchrun_argv
         from mitoscale.train.loop import preflight
 
         preflight(cfg, args.out, args.resume)  # bad input fails here, before any worker starts
-        argv = torchrun_argv(args.config, args.out, args.set, args.resume, args.nproc_per_node,
+        argv = torchrun_argv(args.config, args.out, args.overrides, args.resume, args.nproc_per_node,
                              args.nnodes, args.node_rank, args.rdzv_endpoint)
         return launch_workers(argv)
     from mitoscale.train.loop import run_training
@@ -109,7 +109,7 @@ def _embed(args) -> int:
     from mitoscale.train.config import TrainConfig
     from mitoscale.train.embed import write_embeddings
 
-    cfg = load_config(args.config, TrainConfig, overrides=args.set)
+    cfg = load_config(args.config, TrainConfig, overrides=args.overrides)
     with client_from_args(args) as client:
         path = write_embeddings(cfg, args.out, client=client, dtype=args.dtype, threads=args.threads)
     print(f"embeddings written to {path}")
