@@ -38,7 +38,8 @@ def image_labels(df: pd.DataFrame) -> pd.Series:
     return label
 
 
-def per_image_summary(df: pd.DataFrame, dot_max_area_um2: float, min_area_um2: float = 0.0) -> pd.DataFrame:
+def per_image_summary(df: pd.DataFrame, dot_max_area_um2: float, min_area_um2: float = 0.0,
+                      locations: pd.DataFrame | None = None) -> pd.DataFrame:
     """Counts and areas of each class per image (location).
 
     Parameters
@@ -49,27 +50,35 @@ def per_image_summary(df: pd.DataFrame, dot_max_area_um2: float, min_area_um2: f
         Dot/rod boundary.
     min_area_um2 : float
         Instances below this area are ignored.
+    locations : pandas.DataFrame, optional
+        Processed locations (columns ``LOCATION_KEYS``, e.g. from
+        :func:`mitoscale.io.tables.read_locations`).  Those without rows get
+        zero counts and areas.  Every location of ``df`` is included either
+        way, also when ``min_area_um2`` removes all of its instances.
 
     Returns
     -------
     pandas.DataFrame
-        One row per location: the location keys, ``image`` (a unique label),
-        ``count_dot``, ``count_rod``, ``area_um2_dot``, ``area_um2_rod``,
-        ``n_instances``, ``pixel_size_um``.
+        One row per location, sorted by the location keys: the keys,
+        ``image`` (a unique label), ``count_dot``, ``count_rod``,
+        ``area_um2_dot``, ``area_um2_rod``, ``n_instances``,
+        ``pixel_size_um`` (NaN for a location without rows).
     """
-    df = df[df["area_um2"] >= min_area_um2] if min_area_um2 > 0 else df
-    cls = classify(df["area_um2"], dot_max_area_um2)
-    work = df[LOCATION_KEYS].assign(cls=cls, area=df["area_um2"].to_numpy(), one=1,
-                                    pixel_size_um=df["pixel_size_um"].to_numpy())
-    counts = work.pivot_table(index=LOCATION_KEYS, columns="cls", values="one", aggfunc="sum", fill_value=0)
-    areas = work.pivot_table(index=LOCATION_KEYS, columns="cls", values="area", aggfunc="sum", fill_value=0.0)
-    px = work.groupby(LOCATION_KEYS)["pixel_size_um"].first()
-    out = pd.DataFrame(index=px.index)
+    px = df.groupby(LOCATION_KEYS)["pixel_size_um"].first()
+    index = px.index
+    if locations is not None and len(locations):
+        extra = pd.MultiIndex.from_frame(locations[LOCATION_KEYS].astype(df[LOCATION_KEYS].dtypes.to_dict()))
+        index = index.union(extra).sort_values()
+    kept = df[df["area_um2"] >= min_area_um2] if min_area_um2 > 0 else df
+    cls = classify(kept["area_um2"], dot_max_area_um2)
+    work = kept[LOCATION_KEYS].assign(cls=cls, area=kept["area_um2"].to_numpy(), one=1)
+    out = pd.DataFrame(index=index)
     for c in CLASSES:
-        out[f"count_{c}"] = counts[c].astype(np.int64) if c in counts else 0
-        out[f"area_um2_{c}"] = areas[c].astype(float) if c in areas else 0.0
+        sel = work[work["cls"] == c].groupby(LOCATION_KEYS)
+        out[f"count_{c}"] = sel["one"].sum().reindex(index, fill_value=0).astype(np.int64)
+        out[f"area_um2_{c}"] = sel["area"].sum().reindex(index, fill_value=0.0).astype(float)
     out["n_instances"] = out[[f"count_{c}" for c in CLASSES]].sum(axis=1)
-    out["pixel_size_um"] = px
+    out["pixel_size_um"] = px.reindex(index).astype(float)
     out = out.reset_index()
     out.insert(0, "image", image_labels(out).to_numpy())
     return out

@@ -22,7 +22,7 @@ from mitoscale.analyse.dataset import build_dataset, dataset_to_frames
 from mitoscale.analyse.morphology import per_image_summary
 from mitoscale.errors import InputError
 
-__all__ = ["load_tables", "analyse_tables", "write_outputs"]
+__all__ = ["load_tables", "load_locations", "analyse_tables", "write_outputs"]
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +40,25 @@ def load_tables(paths: Sequence[str | Path]) -> pd.DataFrame:
     return df
 
 
+def load_locations(paths: Sequence[str | Path]) -> pd.DataFrame:
+    """Every location the tables cover, those without instances included.
+
+    See :func:`mitoscale.io.tables.read_locations`; tables written without
+    location metadata contribute the locations of their rows.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``LOCATION_KEYS``, one row per location.
+    """
+    from mitoscale.io.tables import LOCATION_KEYS, read_locations
+
+    locs = pd.concat([read_locations(p) for p in paths], ignore_index=True)
+    return locs.drop_duplicates(LOCATION_KEYS).reset_index(drop=True)
+
+
 def analyse_tables(df: pd.DataFrame, conditions_csv: str | Path, cfg: AnalyseConfig | None = None,
-                   *, attrs: dict | None = None):
+                   *, attrs: dict | None = None, locations: pd.DataFrame | None = None):
     """Classify instances, map conditions and aggregate.
 
     Parameters
@@ -53,6 +70,11 @@ def analyse_tables(df: pd.DataFrame, conditions_csv: str | Path, cfg: AnalyseCon
     cfg : AnalyseConfig, optional
     attrs : dict, optional
         Extra attributes for the Dataset (method name, input paths).
+    locations : pandas.DataFrame, optional
+        Processed locations (:func:`load_locations`).  A location without
+        rows is an image with zero dots and zero rods: it counts in
+        ``n_images`` and the mean counts, while its fractions are NaN and
+        left out of the mean fractions.  ``None``: the locations of the rows.
 
     Returns
     -------
@@ -61,7 +83,7 @@ def analyse_tables(df: pd.DataFrame, conditions_csv: str | Path, cfg: AnalyseCon
     cfg = cfg or AnalyseConfig()
     if len(df) == 0:
         raise InputError("the instance tables hold no instances")
-    per_image = per_image_summary(df, cfg.dot_max_area_um2, cfg.min_area_um2)
+    per_image = per_image_summary(df, cfg.dot_max_area_um2, cfg.min_area_um2, locations=locations)
     cond = read_conditions(conditions_csv)
     per_image["condition"] = assign_conditions(per_image, cond, source=str(conditions_csv)).to_numpy()
     missing = per_image["condition"].isna()

@@ -39,10 +39,21 @@ score : float
     Predicted IoU / confidence (NaN for ground truth).
 
 Other columns (method-specific records such as simulated length) may follow.
+
+Processed locations
+-------------------
+A location with no instance has no row, so rows alone cannot tell an image
+that was processed and found empty from one never processed.  A writer that
+knows which locations it covered passes them to :func:`write_table`
+(``locations=``); they are stored as JSON in the Parquet file's key-value
+schema metadata under :data:`LOCATIONS_METADATA_KEY`, and
+:func:`read_locations` returns them (plus the locations of the rows).  Files
+without that metadata (older tables) report the locations of their rows only.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -56,6 +67,7 @@ from mitoscale.io.atomic import atomic_write_bytes
 
 __all__ = [
     "LOCATION_KEYS",
+    "LOCATIONS_METADATA_KEY",
     "SCHEMA",
     "encode_mask",
     "decode_mask",
@@ -66,10 +78,15 @@ __all__ = [
     "validate_table",
     "write_table",
     "read_table",
+    "read_locations",
     "empty_table",
 ]
 
 LOCATION_KEYS = ["image_id", "well", "field", "t", "z"]
+
+LOCATIONS_METADATA_KEY = b"mitoscale.locations"
+"""Parquet schema-metadata key of a part's processed locations: JSON
+``{"keys": LOCATION_KEYS, "locations": [[image_id, well, field, t, z], ...]}``."""
 
 SCHEMA: dict[str, str] = {
     "image_id": "string",
@@ -294,21 +311,48 @@ def validate_table(df: pd.DataFrame, source: str = "table") -> pd.DataFrame:
     return df
 
 
-def write_table(df: pd.DataFrame, path: str | Path) -> None:
-    """Write a table to Parquet atomically (temporary file, then rename)."""
+def _locations_frame(locations) -> pd.DataFrame:
+    """Locations (mappings, tuples or a DataFrame) -> unique, sorted DataFrame of LOCATION_KEYS."""
+    if isinstance(locations, pd.DataFrame):
+        df = locations[LOCATION_KEYS].copy()
+    else:
+        rows = [[loc[k] for k in LOCATION_KEYS] if isinstance(loc, dict) else list(loc) for loc in locations]
+        if any(len(r) != len(LOCATION_KEYS) for r in rows):
+            raise ValueError(f"a location needs the {len(LOCATION_KEYS)} values {LOCATION_KEYS}")
+        df = pd.DataFrame(rows, columns=LOCATION_KEYS)
+    df = _coerce(df)
+    return df.drop_duplicates().sort_values(LOCATION_KEYS).reset_index(drop=True)
+
+
+def write_table(df: pd.DataFrame, path: str | Path, locations=None) -> None:
+    """Write a table to Parquet atomically (temporary file, then rename).
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Instance table (validated and coerced to the schema).
+    path : path
+        Destination ``.parquet`` file.
+    locations : iterable of dict or tuple, or DataFrame, optional
+        The locations (``image_id, well, field, t, z``) this table covers,
+        including those without any instance.  Stored with the rows' own
+        locations in the schema metadata (see :func:`read_locations`);
+        ``None`` records nothing, as older tables.
+    """
     df = validate_table(df)
     table = pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False)
+    if locations is not None:
+        locs = _locations_frame(pd.concat([_locations_frame(locations), df[LOCATION_KEYS]], ignore_index=True))
+        payload = json.dumps({"keys": LOCATION_KEYS, "locations": locs.to_numpy().tolist()},
+                             separators=(",", ":"), default=int)
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}),
+                                               LOCATIONS_METADATA_KEY: payload.encode()})
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression="zstd")
     atomic_write_bytes(path, sink.getvalue().to_pybytes())
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read one Parquet file or a directory of ``*.parquet`` parts, validated.
-
-    Parts are concatenated in sorted file-name order.
-    """
-    path = Path(path)
+def _parquet_files(path: Path) -> list[Path]:
     if path.is_dir():
         files = sorted(path.rglob("*.parquet"))
     elif path.is_file():
@@ -317,6 +361,16 @@ def read_table(path: str | Path) -> pd.DataFrame:
         raise InputError(f"instance table not found: {path}")
     if not files:
         raise InputError(f"no Parquet files in {path}")
+    return files
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read one Parquet file or a directory of ``*.parquet`` parts, validated.
+
+    Parts are concatenated in sorted file-name order.
+    """
+    path = Path(path)
+    files = _parquet_files(path)
     frames = []
     for f in files:
         try:
@@ -325,3 +379,45 @@ def read_table(path: str | Path) -> pd.DataFrame:
             raise InputError(f"{f}: cannot read Parquet ({exc})") from None
     df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     return validate_table(df, source=str(path))
+
+
+def read_locations(path: str | Path) -> pd.DataFrame:
+    """The locations a table file (or directory of parts) covers, empty ones included.
+
+    Parameters
+    ----------
+    path : path
+        One Parquet file or a directory of ``*.parquet`` parts.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`LOCATION_KEYS`, one row per location, sorted: the
+        union over parts of the locations recorded by :func:`write_table`
+        and those of the rows.  A part without recorded locations (an older
+        table) contributes the locations of its rows only.
+
+    Raises
+    ------
+    InputError
+        Missing path, no Parquet files, an unreadable file or malformed
+        location metadata.
+    """
+    path = Path(path)
+    frames = []
+    for f in _parquet_files(path):
+        try:
+            meta = pq.read_schema(f).metadata or {}
+            rows = pq.read_table(f, columns=LOCATION_KEYS).to_pandas()
+        except (pa.ArrowInvalid, OSError, KeyError) as exc:
+            raise InputError(f"{f}: cannot read the location columns ({exc})") from None
+        frames.append(rows)
+        if LOCATIONS_METADATA_KEY in meta:
+            try:
+                rec = json.loads(meta[LOCATIONS_METADATA_KEY])
+                if rec["keys"] != LOCATION_KEYS:
+                    raise ValueError(f"keys {rec['keys']} are not {LOCATION_KEYS}")
+                frames.append(pd.DataFrame(rec["locations"], columns=LOCATION_KEYS))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise InputError(f"{f}: malformed location metadata ({exc})") from None
+    return _locations_frame(pd.concat(frames, ignore_index=True))

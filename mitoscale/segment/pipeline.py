@@ -125,7 +125,7 @@ def _finish_task(prepared, tile_results, job: FrameJob, out: str, cfg: SegmentCo
             stats[k] = stats.get(k, 0) + v
     df = finish_frame(prep, cands, image, job.keys, cfg)
     out = Path(out)
-    write_table(df, out / "instances" / f"{job.unit}.parquet")
+    write_table(df, out / "instances" / f"{job.unit}.parquet", locations=[job.keys])  # even with no rows
     write_label_frame(out, job.label_path, job.label_index, paint_labels(df, prep.input_shape))
     stats.update(instances=len(df), tiles=len(prep.tiles), prepare_s=prep.prepare_s,
                  finish_s=time.perf_counter() - t0)

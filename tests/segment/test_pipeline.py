@@ -205,3 +205,20 @@ def test_killed_worker_costs_only_a_retry(tmp_path, simulated_frames, micro_mode
     b = _sorted(read_table(out / "instances"))
     pd.testing.assert_frame_equal(a, b)
     np.testing.assert_array_equal(_labels(tmp_path / "ref"), _labels(out))
+
+
+def test_frame_without_instances_is_recorded_as_processed(tmp_path, micro_model):
+    """A frame that yields no instance has no rows, but its part records the location, so
+    ``mitoscale analyze`` counts it as an image with zero dots and rods."""
+    from mitoscale.io.tables import read_locations
+
+    noise = np.random.default_rng(5).poisson(20, (40, 48)).astype(np.uint16)  # no object at all
+    path = write_ome_zarr_image(tmp_path / "empty.ome.zarr", noise, "yx", 0.08, version="0.4")
+    # no mask is large enough to keep (the untrained model's masks are arbitrary); few prompts: fast
+    cfg = plumbing_config(postprocess__min_area=10**6, prompts__max_prompts=4)
+    out = tmp_path / "out"
+    man = run_segmentation(path, out, model=micro_model, cfg=cfg, progress=False)
+    assert man["status"] == "complete" and man["counts"]["instances"] == 0
+    assert len(read_table(out / "instances")) == 0
+    locs = read_locations(out / "instances")
+    assert locs.to_dict("records") == [dict(image_id="empty", well="", field=0, t=0, z=0)]

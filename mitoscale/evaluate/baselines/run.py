@@ -4,7 +4,7 @@ Output layout (read back with :func:`mitoscale.io.tables.read_table`)::
 
     OUT/
       run.json                  method, its config and the input
-      instances/<frame>.parquet one instance table per 2D frame
+      instances/<frame>.parquet one instance table per 2D frame (its location recorded even when empty)
       .markers/<frame>.done     written last; reruns skip finished frames
 
 Frames are independent Dask tasks, so a run scales from a laptop to a
@@ -58,7 +58,7 @@ def _process_frame(name: str, cfg: StrictModel, data: Any, keys: dict, pixel_siz
     labels = segment_frame_with(name, image, pixel_size_um, cfg)
     seconds = time.perf_counter() - t0
     table = labels_to_table(labels, image=image, pixel_size_um=pixel_size_um, **keys)
-    write_table(table, part)
+    write_table(table, part, locations=[keys])  # records the frame even when it has no instance
     info = dict(n_instances=int(len(table)), seconds=seconds, shape=list(image.shape))
     MarkerSet(markers_root).mark(unit, info)
     return info
