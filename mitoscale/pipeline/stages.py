@@ -264,7 +264,8 @@ def _analyze_material(cfg: PipelineConfig, run_dir: Path) -> dict:
 
 
 def _analyze_run(ctx: Context) -> dict:
-    from mitoscale.analyse.run import analyse_tables, format_summary, load_tables, write_outputs
+    from mitoscale.analyse.run import (analyse_tables, format_summary, load_locations, load_tables,
+                                       write_outputs)
 
     acfg = _analyse_cfg(ctx.cfg)
     results = ctx.run_dir / "results"
@@ -272,8 +273,10 @@ def _analyze_run(ctx: Context) -> dict:
     for job in segment_jobs(ctx.cfg, ctx.run_dir):
         if not job["conditions"]:
             continue
-        df = load_tables([ctx.run_dir / "segment" / job["name"] / "instances"])
-        ds = analyse_tables(df, job["conditions"], acfg, attrs={"input": job["name"]})
+        parts = [ctx.run_dir / "segment" / job["name"] / "instances"]
+        df = load_tables(parts)
+        ds = analyse_tables(df, job["conditions"], acfg, attrs={"input": job["name"]},
+                            locations=load_locations(parts))  # frames without instances count as 0
         paths = write_outputs(ds, results / job["name"], suptitle=job["name"])
         summary[job["name"]] = {"instances": int(len(df)), "files": len(paths)}
         report += [f"## {job['name']}", "", f"input: `{job['path']}`  ", f"instances: {len(df)}", "",
