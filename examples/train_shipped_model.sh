@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Reproduce the shipped model (mitoscale/weights/mitoscale-small.safetensors) with one command:
 #
-#   bash examples/train_shipped_model.sh            # ~10 min corpus + ~45 min training on 2 CPU cores
+#   bash examples/train_shipped_model.sh            # ~10 min corpus + ~45 + ~40 min training on 2 CPU cores
 #   OUT=/scratch/shipped NPROC=4 bash examples/train_shipped_model.sh   # 4 DDP processes
 #
 # Steps: simulate the 2,000-image training corpus (seed 1, 80 nm), train mito256 from
-# scratch with configs/train_shipped.yaml (resumable: rerun the script after an
+# scratch with configs/train_shipped.yaml (stage 1, 1000 steps), continue with a warm restart
+# (configs/train_shipped_stage2.yaml, 1500 steps; both resumable: rerun the script after an
 # interruption), export float16 weights, and score them on a held-out split simulated
 # with another seed (20260917) at another pixel size (65 nm) against both baselines.
 # Corpus config, seed and training config are recorded in docs/MODEL_CARD.md.
@@ -26,8 +27,14 @@ mkdir -p "$OUT"
 "$MITOSCALE" train --config configs/train_shipped.yaml --out "$OUT/run" \
     --set data.corpus="$OUT/corpus_train.zarr" --nproc-per-node "$NPROC" --resume
 
-# 3. ship float16 weights (+ model JSON with the training config and validation metrics)
-"$MITOSCALE" train export "$OUT/run/model.safetensors" --out "$WEIGHTS" --dtype float16
+# 2b. stage 2: warm restart from stage 1 at half the peak learning rate
+"$MITOSCALE" train --config configs/train_shipped_stage2.yaml --out "$OUT/run2" \
+    --set data.corpus="$OUT/corpus_train.zarr" --set model.checkpoint="$OUT/run/model.safetensors" \
+    --nproc-per-node "$NPROC" --resume
+
+# 3. ship float16 weights (+ model JSON with the training config, validation metrics and recipe)
+"$MITOSCALE" train export "$OUT/run2/model.safetensors" --out "$WEIGHTS" --dtype float16 \
+    --meta examples/shipped_model_meta.json
 
 # 4. held-out evaluation: seed 20260917, 65 nm pixels, mitoscale vs classical vs Nellie
 "$PYTHON" benchmarks/compare_methods.py --model "$WEIGHTS" --n-images 16 \
