@@ -164,12 +164,13 @@ def finish_frame(prep: PreparedFrame, candidates: list[Candidate], image: np.nda
     -------
     DataFrame
         Instance table (input grid), ids 1..n by descending score, plus
-        ``prompt_y``/``prompt_x`` (model grid) columns.
+        ``stability`` (SAM's stability score) and ``prompt_y``/``prompt_x``
+        (model grid) columns.
     """
     cfg = cfg or SegmentConfig()
     kept = suppress_overlaps(candidates, cfg.postprocess.max_overlap)
     kept.sort(key=lambda c: (-c.score, c.y0, c.x0))
-    crops, offsets, scores, py, px = [], [], [], [], []
+    crops, offsets, scores, stab, py, px = [], [], [], [], [], []
     for c in kept:
         mapped = map_to_input(c, prep.image.shape, prep.input_shape)
         if mapped is None:
@@ -178,11 +179,13 @@ def finish_frame(prep: PreparedFrame, candidates: list[Candidate], image: np.nda
         crops.append(m)
         offsets.append((y0, x0))
         scores.append(c.score)
+        stab.append(c.stability)
         py.append(c.prompt[0])
         px.append(c.prompt[1])
     return instances_to_table(
         crops, offsets=offsets, shape=prep.input_shape, image=np.asarray(image, dtype=np.float64),
-        pixel_size_um=prep.pixel_size_um, scores=scores, extra={"prompt_y": py, "prompt_x": px},
+        pixel_size_um=prep.pixel_size_um, scores=scores,
+        extra={"stability": stab, "prompt_y": py, "prompt_x": px},
         **keys)
 
 

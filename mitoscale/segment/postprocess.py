@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Candidate", "largest_component", "overlap", "suppress_overlaps"]
+__all__ = ["Candidate", "largest_component", "overlap", "suppress_overlaps", "STABILITY_OFFSET"]
+
+STABILITY_OFFSET = 1.0  # logit offset of SAM's stability score (SamAutomaticMaskGenerator's default)
 
 
 @dataclass
@@ -42,6 +44,10 @@ class Candidate:
     truncated : bool
         The mask reaches a tile edge that is not the frame border (it may be
         cut off there); suppression prefers untruncated masks.
+    stability : float
+        SAM's stability score: IoU of the mask thresholded at logit +1 and at
+        -1 (``|logits > 1| / |logits > -1|``), in [0, 1]; low for masks whose
+        extent hangs on the threshold.
     """
 
     y0: int
@@ -55,6 +61,12 @@ class Candidate:
 
     def __post_init__(self):
         self.area = int(self.mask.sum())
+
+    @property
+    def stability(self) -> float:
+        lg = self.logits
+        loose = int((lg > -STABILITY_OFFSET).sum())
+        return int((lg > STABILITY_OFFSET).sum()) / loose if loose else 0.0
 
     @property
     def bbox(self) -> tuple[int, int, int, int]:

@@ -161,3 +161,15 @@ def test_map_to_input_identity_and_scaling():
     ys, xs = np.nonzero(fine)
     assert (y0 + ys.min()) == pytest.approx(2 * 43, abs=2)
     assert (x0 + xs.max()) == pytest.approx(2 * 60, abs=2)
+
+
+def test_candidate_stability_score():
+    """SAM's stability score: |logits > 1| / |logits > -1| over the candidate's crop."""
+    lg = np.full((4, 5), -20.0, dtype=np.float16)
+    lg[1:3, 1:4] = 3.0  # 6 px confidently inside
+    lg[0, 1:4] = 0.5  # 3 px just inside: in the mask, not at +1
+    lg[3, 1:4] = -0.5  # 3 px just outside: counted at -1 only
+    c = Candidate(0, 0, lg > 0, lg, 0.9)
+    assert c.area == 9
+    assert c.stability == pytest.approx(6 / 12)
+    assert c.shifted(5, 5).stability == c.stability
