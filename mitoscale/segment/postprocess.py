@@ -107,13 +107,20 @@ def overlap(a: Candidate, b: Candidate) -> float:
     return _intersection(a, b) / m if m else 0.0
 
 
-def suppress_overlaps(cands: list[Candidate], max_overlap: float = 0.5) -> list[Candidate]:
+def suppress_overlaps(cands: list[Candidate], max_overlap: float = 0.5,
+                      fragment_score: float = 0.0) -> list[Candidate]:
     """Greedy suppression by score: drop masks overlapping a better mask by more than ``max_overlap``.
 
     Masks cut by a tile edge (``truncated``) rank after whole ones, so the
     neighbouring tile's whole view of a border-crossing object wins.  Ties in
     score are broken by area (larger first), then position, so the result
     does not depend on the input order.
+
+    ``fragment_score``: a mask that shares any pixel with a better kept mask
+    is also dropped if its score is below this.  Such low-confidence masks are
+    mostly a second, partial reading of the better mask's object (a split
+    tube), which overlaps it by less than ``max_overlap``.  0 disables the rule
+    (the paper's clean-up exactly).
     """
     order = sorted(range(len(cands)),
                    key=lambda i: (cands[i].truncated, -cands[i].score, -cands[i].area,
@@ -126,6 +133,8 @@ def suppress_overlaps(cands: list[Candidate], max_overlap: float = 0.5) -> list[
         b = boxes[:len(kept)]
         hit = np.flatnonzero((b[:, 0] < y1) & (b[:, 2] > y0) & (b[:, 1] < x1) & (b[:, 3] > x0))
         if any(overlap(c, kept[j]) > max_overlap for j in hit):
+            continue
+        if c.score < fragment_score and any(_intersection(c, kept[j]) > 0 for j in hit):
             continue
         boxes[len(kept)] = (y0, x0, y1, x1)
         kept.append(c)

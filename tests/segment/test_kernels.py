@@ -102,6 +102,11 @@ def test_overlap_definition_and_suppression():
     assert suppress_overlaps([t, a], 0.5) == [a]
     # independent of input order
     assert {id(k) for k in suppress_overlaps([inner, b, a], 0.5)} == {id(inner), id(b)}
+    # fragment rule: b (0.8) shares pixels with a better kept mask; a 0.85 bar drops it,
+    # a lower bar keeps it, and a mask that touches nothing is kept whatever its score
+    far = _cand(20, 20, np.ones((3, 3)), 0.3)
+    assert {id(k) for k in suppress_overlaps([a, b, far], 0.5, fragment_score=0.85)} == {id(a), id(far)}
+    assert {id(k) for k in suppress_overlaps([a, b, far], 0.5, fragment_score=0.6)} == {id(a), id(b), id(far)}
 
 
 def test_largest_component():
