@@ -54,9 +54,28 @@ def analyse(seg: Path, data: Path, out: Path) -> None:
         raise RuntimeError(f"mitoscale analyze exited with {rc}")
 
 
-def trend(values: dict[str, float]) -> tuple[bool, bool]:
-    """(rises normoxia -> hypoxia, falls hypoxia -> hypoxia_ADM)."""
-    return values["hypoxia"] > values["normoxia"], values["hypoxia_ADM"] < values["hypoxia"]
+def step(a: tuple[float, float, float], b: tuple[float, float, float]) -> str:
+    """How ``b`` differs from ``a``, each ``(mean, ci_low, ci_high)``: a clear change needs disjoint CIs."""
+    if b[1] > a[2]:
+        return "rises"
+    if b[2] < a[1]:
+        return "falls"
+    if b[0] == a[0]:
+        return "does not change"
+    return f"{'rises' if b[0] > a[0] else 'falls'} only within overlapping CIs"
+
+
+def trend(values: dict[str, tuple[float, float, float]]) -> tuple[str, str]:
+    """(normoxia -> hypoxia, hypoxia -> hypoxia_ADM) steps of ``(mean, ci_low, ci_high)`` per condition."""
+    return step(values["normoxia"], values["hypoxia"]), step(values["hypoxia"], values["hypoxia_ADM"])
+
+
+def verdict(up: str, down: str) -> str:
+    if up == "rises" and down == "falls":
+        return "appears in full (both changes clear of the CIs)"
+    if up.startswith("rises") and down.startswith("falls"):
+        return "appears in direction only (not every change is clear of the CIs)"
+    return "does not appear in full"
 
 
 def report(results: dict, skipped: dict, timings: dict, args, out: Path) -> str:
@@ -94,7 +113,8 @@ def report(results: dict, skipped: dict, timings: dict, args, out: Path) -> str:
             s = ds.sel(condition=cond)
             c_m, (c_lo, c_hi) = float(s["mean_count_fraction"].sel(dot)), s["ci_count_fraction"].sel(dot).values
             a_m, (a_lo, a_hi) = float(s["mean_area_fraction"].sel(dot)), s["ci_area_fraction"].sel(dot).values
-            share[str(cond)], area[str(cond)] = c_m, a_m
+            share[str(cond)] = (c_m, float(c_lo), float(c_hi))
+            area[str(cond)] = (a_m, float(a_lo), float(a_hi))
             lines.append(
                 f"| {method} | {cond} | {int(s['n_images'])} | {float(s['mean_count'].sel(dot)):.1f} | "
                 f"{float(s['mean_count'].sel({'class': 'rod'})):.1f} | {c_m:.3f} [{c_lo:.3f}, {c_hi:.3f}] | "
@@ -103,15 +123,12 @@ def report(results: dict, skipped: dict, timings: dict, args, out: Path) -> str:
         aup, adown = trend(area)
         rods = {str(c): float(ds.sel(condition=c)["mean_count"].sel({"class": "rod"})) for c in ds["condition"].values}
         verdicts.append(
-            f"- **{method}**: dot share of count {share['normoxia']:.3f} -> {share['hypoxia']:.3f} -> "
-            f"{share['hypoxia_ADM']:.3f} (normoxia -> hypoxia -> hypoxia_ADM): it "
-            f"{'rises' if up else 'does not rise'} with hypoxia and {'falls back' if down else 'does not fall back'} "
-            f"with ADM, so the expected trend {'appears' if up and down else 'does not appear'} in full. "
-            f"The rod share (its complement) {'falls' if up else 'does not fall'} with hypoxia and "
-            f"{'recovers' if down else 'does not recover'} with ADM; rods per image: {rods['normoxia']:.1f} -> "
-            f"{rods['hypoxia']:.1f} -> {rods['hypoxia_ADM']:.1f}. "
-            f"Dot share of area: {area['normoxia']:.3f} -> {area['hypoxia']:.3f} -> {area['hypoxia_ADM']:.3f} "
-            f"({'rises, then falls back' if aup and adown else 'not the expected rise-then-fall'}).")
+            f"- **{method}**: dot share of count {share['normoxia'][0]:.3f} -> {share['hypoxia'][0]:.3f} -> "
+            f"{share['hypoxia_ADM'][0]:.3f} (normoxia -> hypoxia -> hypoxia_ADM): it {up} with hypoxia and "
+            f"{down} with ADM, so the expected trend {verdict(up, down)}. The rod share is its complement; "
+            f"rods per image: {rods['normoxia']:.1f} -> {rods['hypoxia']:.1f} -> {rods['hypoxia_ADM']:.1f}. "
+            f"Dot share of area: {area['normoxia'][0]:.3f} -> {area['hypoxia'][0]:.3f} -> "
+            f"{area['hypoxia_ADM'][0]:.3f} ({aup}, then {adown}).")
     for method, why in skipped.items():
         lines.append(f"| {method} | - | - | - | - | skipped: {why} | |")
     lines += ["", "## Does the expected trend appear?", "",
