@@ -55,7 +55,7 @@ def stage_costs(cfg, n=8):
     from mitoscale.simulate.geometry import sample_tubes
     from mitoscale.simulate.imaging import focal_scan_max, otf_stack
     from mitoscale.simulate.raster import rasterise
-    from mitoscale.simulate.table import crops_to_table
+    from mitoscale.io.tables import instances_to_table
 
     c, o = cfg.corpus, cfg.optics
     shape = (c.image_px, c.image_px)
@@ -80,7 +80,8 @@ def stage_costs(cfg, n=8):
         t.append(time.perf_counter())
         kept = [m for m in masks if m is not None]
         R.layer_labels(kept, shape)
-        crops_to_table(kept, shape=shape, image=img, image_id="x", pixel_size_um=0.08)
+        instances_to_table([m for _, m in kept], offsets=[b[:2] for b, _ in kept], shape=shape,
+                           image=img, image_id="x", pixel_size_um=0.08)
         t.append(time.perf_counter())
         R.simulate_image(cfg, 0, i)
         t.append(time.perf_counter())

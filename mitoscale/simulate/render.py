@@ -32,11 +32,11 @@ import numpy as np
 import pandas as pd
 
 from mitoscale.errors import InputError
+from mitoscale.io.tables import instances_to_table
 from mitoscale.simulate.config import SimulateConfig
 from mitoscale.simulate.geometry import Tube, sample_tubes
 from mitoscale.simulate.imaging import focal_scan_max, otf_stack
 from mitoscale.simulate.raster import rasterise
-from mitoscale.simulate.table import crops_to_table
 
 __all__ = ["SimulatedImage", "simulate_image", "layer_labels", "image_rng", "crop_rng", "image_id"]
 
@@ -179,8 +179,9 @@ def simulate_image(
     image = np.minimum(noise.poisson(expected), np.iinfo(np.uint16).max).astype(np.uint16)
 
     kt = [tubes[k] for k in kept]
-    table = crops_to_table(
-        kept_masks, shape=(h, w), image=image, image_id=image_id(index), pixel_size_um=p / 1000.0, z=-1,
+    table = instances_to_table(
+        [crop for _, crop in kept_masks], offsets=[bbox[:2] for bbox, _ in kept_masks], shape=(h, w),
+        image=image, image_id=image_id(index), pixel_size_um=p / 1000.0, z=-1,
         extra=dict(
             length_nm=[t.length_nm for t in kt],
             width_nm=[t.width_nm for t in kt],
