@@ -46,13 +46,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_libraries(record: logging.LogRecord) -> bool:
+    """Pass mitoscale's records and everyone's warnings and errors."""
+    return record.levelno >= logging.WARNING or record.name.split(".")[0] == "mitoscale"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # our own progress at INFO; other libraries' INFO chatter (Dask's scheduler and nannies)
+    # only with --verbose.  A handler filter, because distributed sets its loggers' levels itself.
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_quiet_libraries)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

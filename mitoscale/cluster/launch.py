@@ -238,6 +238,10 @@ def open_profile(
             local_directory=profile.local_directory,
         )
         with _closing(Client(cluster), cluster) as c:
+            if not logging.getLogger("mitoscale").isEnabledFor(logging.DEBUG):  # not --verbose
+                from mitoscale.cluster.worker import QuietTaskFailures
+
+                c.register_plugin(QuietTaskFailures())  # workers share this terminal: one error line
             yield c
         return
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-__all__ = ["tune_malloc"]
+import logging
+
+__all__ = ["tune_malloc", "quiet_task_failures", "QuietTaskFailures"]
 
 _MALLOC_TUNED = False
 
@@ -34,3 +36,35 @@ def tune_malloc() -> None:
         libc.mallopt(m_trim_threshold, 256 * 2**20)
     except (OSError, AttributeError):  # not glibc: nothing to tune
         pass
+
+
+def _not_compute_failed(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("Compute Failed")
+
+
+def quiet_task_failures() -> None:
+    """Stop a worker from logging each failed task's traceback ("Compute Failed").
+
+    Run on the workers of a local cluster, whose stderr is the user's
+    terminal: the client re-raises the task's exception, and mitoscale turns
+    it into one clear error line.  Other worker logs are untouched, and batch
+    workers (SLURM, PBS ...) keep the tracebacks in their job logs.
+    """
+    logger = logging.getLogger("distributed.worker")
+    if _not_compute_failed not in logger.filters:
+        logger.addFilter(_not_compute_failed)
+
+
+try:
+    from distributed import WorkerPlugin
+except ImportError:  # pragma: no cover - distributed is a core dependency
+    WorkerPlugin = object
+
+
+class QuietTaskFailures(WorkerPlugin):
+    """Worker plugin applying :func:`quiet_task_failures` (also to restarted workers)."""
+
+    name = "mitoscale-quiet-task-failures"
+
+    def setup(self, worker) -> None:
+        quiet_task_failures()

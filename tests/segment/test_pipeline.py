@@ -222,3 +222,20 @@ def test_frame_without_instances_is_recorded_as_processed(tmp_path, micro_model)
     assert len(read_table(out / "instances")) == 0
     locs = read_locations(out / "instances")
     assert locs.to_dict("records") == [dict(image_id="empty", well="", field=0, t=0, z=0)]
+
+
+def test_worker_failure_on_a_local_cluster_is_one_line(tmp_path, micro_model, capfd):
+    """A corrupt chunk read by a Dask worker: one error line, no worker traceback, no Dask INFO."""
+    img = np.random.default_rng(0).integers(0, 500, (2, 40, 48)).astype(np.float32)
+    path = write_ome_zarr_image(tmp_path / "in.ome.zarr", img, "tyx", 0.08, version="0.5")
+    chunk = next(p for p in (path / "s0").rglob("*") if p.is_file() and p.name != "zarr.json")
+    chunk.write_bytes(b"\x00garbage" * 3)
+    rc = main(["segment", str(path), "--model", str(micro_model), "--out", str(tmp_path / "out"),
+               "--workers", "1"])
+    err = capfd.readouterr().err
+    assert rc == 2
+    errors = [ln for ln in err.splitlines() if "error:" in ln]
+    assert len(errors) == 1 and errors[0].startswith("mitoscale segment: error: cannot read"), err
+    assert "Compute Failed" not in err and "Traceback" not in err, err
+    assert " INFO distributed" not in err, err
+    assert _no_markers(tmp_path / "out")
