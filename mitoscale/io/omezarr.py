@@ -54,6 +54,7 @@ __all__ = [
     "open_ome_zarr",
     "unit_to_um",
     "create_label_image",
+    "label_levels",
     "write_label_frame",
     "label_axes",
     "write_ome_zarr_image",
@@ -314,15 +315,29 @@ def _fmt(version: str):
     return FormatV04() if version == "0.4" else FormatV05()
 
 
+def label_levels(shape_yx: Sequence[int], min_size: int = 256, max_levels: int = 6) -> int:
+    """Resolution levels of a label pyramid: halve y/x while the smaller side stays >= ``min_size``."""
+    n, side = 1, min(int(v) for v in shape_yx)
+    while n < max_levels and side // 2 >= min_size:
+        side //= 2
+        n += 1
+    return n
+
+
 def create_label_image(out_root: str | Path, src: ImageSource, *, z_mode: str = "max",
                        name: str = "mitochondria", version: str | None = None,
-                       dtype: str = "uint32", max_chunk: int = 4096) -> str:
+                       dtype: str = "uint32", max_chunk: int = 4096,
+                       levels: int | None = None) -> str:
     """Create (or reopen) ``<group>/labels/<name>`` for ``src`` in an output store.
 
     The group path mirrors the input (``""`` or ``"A/1/0"``), the axes are
     the input's without ``c`` (and without ``z`` for a max projection) and
     the scale and units are the input's, so viewers overlay it on the input.
     Chunks hold exactly one 2D frame (split in y/x beyond ``max_chunk``).
+    ``levels`` resolution levels (default :func:`label_levels`): level ``k``
+    is level 0 subsampled by ``2**k`` in y and x (nearest neighbour, as labels
+    must be), written frame by frame by :func:`write_label_frame`, so napari
+    and other viewers can show whole plates and long movies quickly.
 
     Returns
     -------
@@ -336,7 +351,8 @@ def create_label_image(out_root: str | Path, src: ImageSource, *, z_mode: str = 
     fmt = _fmt(version)
     axes = label_axes(src, z_mode)
     shape = tuple(src.size(a) for a in axes)
-    chunks = tuple(1 if a in ("t", "z") else min(src.size(a), max_chunk) for a in axes)
+    yx = [i for i, a in enumerate(axes) if a in ("y", "x")]
+    levels = label_levels([shape[i] for i in yx]) if levels is None else max(1, int(levels))
     root = zarr.open_group(str(out_root), mode="a", zarr_format=zarr_format)
     image_group = root.require_group(src.group_path) if src.group_path else root
     labels = image_group.require_group("labels")
@@ -347,7 +363,10 @@ def create_label_image(out_root: str | Path, src: ImageSource, *, z_mode: str = 
             raise InputError(f"{out_root}/{label_path}: exists with shape {arr.shape}, expected {shape}")
         return label_path
     lg = labels.require_group(name)
-    lg.create_array("0", shape=shape, chunks=chunks, dtype=dtype, fill_value=0, overwrite=True)
+    for k in range(levels):
+        lshape = tuple(-(-n // 2**k) if i in yx else n for i, n in enumerate(shape))
+        chunks = tuple(min(n, max_chunk) if i in yx else 1 for i, n in enumerate(lshape))
+        lg.create_array(str(k), shape=lshape, chunks=chunks, dtype=dtype, fill_value=0, overwrite=True)
     axes_meta = []
     for a in axes:
         entry = {"name": a, "type": "time" if a == "t" else "space"}
@@ -364,9 +383,10 @@ def create_label_image(out_root: str | Path, src: ImageSource, *, z_mode: str = 
                 scale[i] = float(src.pixel_size_um)
     from ome_zarr.writer import add_metadata, write_multiscales_metadata
 
-    write_multiscales_metadata(
-        lg, datasets=[{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}],
-        fmt=fmt, axes=axes_meta, name=name)
+    datasets = [{"path": str(k), "coordinateTransformations": [
+        {"type": "scale", "scale": [v * 2**k if i in yx else v for i, v in enumerate(scale)]}]}
+        for k in range(levels)]
+    write_multiscales_metadata(lg, datasets=datasets, fmt=fmt, axes=axes_meta, name=name)
     add_metadata(lg, {"image-label": {"version": fmt.version}}, fmt=fmt)
     names = list(_attrs(labels).get("labels") or [])
     if name not in names:
@@ -376,12 +396,16 @@ def create_label_image(out_root: str | Path, src: ImageSource, *, z_mode: str = 
 
 def write_label_frame(out_root: str | Path, label_path: str, index: Sequence[int],
                       labels: np.ndarray) -> None:
-    """Write one 2D label frame at leading-axis ``index`` (t and/or z positions)."""
+    """Write one 2D label frame at leading-axis ``index`` (t and/or z positions), every level."""
     import zarr
 
-    arr = zarr.open_array(str(Path(out_root) / label_path / "0"), mode="r+")
+    group = Path(out_root) / label_path
     sel = tuple(int(i) for i in index) + (slice(None), slice(None))
-    arr[sel] = labels.astype(arr.dtype, copy=False)
+    k = 0
+    while (group / str(k)).exists():
+        arr = zarr.open_array(str(group / str(k)), mode="r+")
+        arr[sel] = labels[::2**k, ::2**k].astype(arr.dtype, copy=False)
+        k += 1
 
 
 def write_ome_zarr_image(path: str | Path, data: np.ndarray, axes: str | Sequence[str],

@@ -130,3 +130,37 @@ def test_label_image_round_trip_with_ome_zarr_reader(tmp_path, version):
     import zarr
 
     assert zarr.open_array(str(tmp_path / "out2" / lpath2 / "0")).shape == (3, 16, 18)
+
+
+@pytest.mark.parametrize("version", ["0.4", "0.5"])
+def test_label_pyramid_levels_written_frame_by_frame(tmp_path, version):
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Label, Reader
+
+    from mitoscale.io.omezarr import label_levels
+
+    assert label_levels((1024, 1024)) == 3 and label_levels((255, 4000)) == 1
+    assert label_levels((600, 520)) == 2
+    src_path = write_ome_zarr_image(tmp_path / "in.ome.zarr", np.ones((2, 600, 520), np.uint16),
+                                    "tyx", 0.08, version=version)
+    (src,) = open_ome_zarr(src_path)
+    out = tmp_path / "out"
+    lpath = create_label_image(out, src)
+    lab = np.random.default_rng(0).integers(0, 50, (600, 520)).astype(np.uint32)
+    write_label_frame(out, lpath, (1,), lab)
+    nodes = list(Reader(parse_url(str(out / lpath)))())
+    node = next(n for n in nodes if any(isinstance(s, Label) for s in n.specs))
+    assert [d.shape for d in node.data] == [(2, 600, 520), (2, 300, 260)]
+    np.testing.assert_array_equal(np.asarray(node.data[0][1]), lab)
+    np.testing.assert_array_equal(np.asarray(node.data[1][1]), lab[::2, ::2])  # nearest: labels stay labels
+    assert np.asarray(node.data[1][0]).max() == 0
+    scales = [t[0]["scale"] for t in node.metadata["coordinateTransformations"]]
+    assert scales == [pytest.approx([1.0, 0.08, 0.08]), pytest.approx([1.0, 0.16, 0.16])]
+    # an odd size rounds up, so every input pixel has a coarse pixel
+    (src2,) = open_ome_zarr(write_ome_zarr_image(tmp_path / "odd.ome.zarr", np.ones((513, 601), np.uint16),
+                                                 "yx", 0.08, version=version))
+    lp2 = create_label_image(tmp_path / "out2", src2, levels=3)
+    import zarr
+
+    assert [zarr.open_array(str(tmp_path / "out2" / lp2 / str(k))).shape for k in range(3)] == \
+        [(513, 601), (257, 301), (129, 151)]
