@@ -146,7 +146,12 @@ def _write_unit(out: str, unit: SampleUnit, sim_cfg: dict, seed: int, image_px: 
         table["t"] = unit.t
     else:
         table["well"], table["field"] = unit.well, unit.field
-    write_table(table, root / "truth" / f"{unit.name}.parquet")
+    loc = {"image_id": unit.store, "well": "", "field": 0, "t": 0, "z": -1}
+    if unit.t is not None:
+        loc["t"] = unit.t
+    else:
+        loc["well"], loc["field"] = unit.well, unit.field
+    write_table(table, root / "truth" / f"{unit.name}.parquet", locations=[loc])
     info = {"instances": int(len(table)), "condition": unit.condition}
     MarkerSet(root / ".markers").mark(unit.name, info)
     return info

@@ -152,7 +152,7 @@ def _write_chunk(out: str, cfg_data: dict, seed: int, k: int, start: int, stop: 
     import pandas as pd
 
     from mitoscale.io.tables import write_table
-    from mitoscale.simulate.render import simulate_image
+    from mitoscale.simulate.render import image_id, simulate_image
 
     tune_malloc()
     t0 = time.perf_counter()
@@ -171,7 +171,9 @@ def _write_chunk(out: str, cfg_data: dict, seed: int, k: int, start: int, stop: 
     root["sbr"][start:stop] = np.array([s.sbr for s in sims], dtype=np.float32)
     root["background"][start:stop] = np.array([s.background for s in sims], dtype=np.float32)
     table = pd.concat([s.table for s in sims], ignore_index=True)
-    write_table(table, Path(out) / "instances" / f"part-{k:05d}.parquet")
+    # record every image of the chunk, also one without instances (see io.tables.read_locations)
+    locations = [dict(image_id=image_id(i), well="", field=0, t=0, z=-1) for i in range(start, stop)]
+    write_table(table, Path(out) / "instances" / f"part-{k:05d}.parquet", locations=locations)
     t2 = time.perf_counter()
     info = {"images": [start, stop], "instances": int(len(table)),
             "simulate_s": round(t1 - t0, 3), "write_s": round(t2 - t1, 3)}

@@ -60,6 +60,11 @@ def test_layout_and_attributes(reference, small_cfg):
     s = simulate_image(small_cfg, 3, 5)
     assert np.array_equal(root["images"][5], s.image)
     assert int(root["n_instances"][5]) == len(s.table)
+    # every image is a recorded location of the ground-truth table, with or without instances
+    from mitoscale.io.tables import read_locations
+
+    locs = read_locations(reference / "instances")
+    assert list(locs["image_id"]) == [f"{i:08d}" for i in range(N)] and set(locs["z"]) == {-1}
 
 
 def test_overlapping_instances_round_trip(reference):
