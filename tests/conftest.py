@@ -5,6 +5,7 @@ modules themselves; this file only holds what every stage needs.
 """
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -22,3 +23,20 @@ def local_client():
     yield client
     client.close()
     cluster.close()
+
+
+@pytest.fixture(scope="session")
+def micro_model(tmp_path_factory) -> Path:
+    """An untrained 'micro' SAM (real segment-anything modules) saved as a checkpoint.
+
+    Its masks are meaningless but real: it exercises every code path quickly
+    (segment, pipeline and SLURM tests).
+    """
+    import torch
+
+    from mitoscale.model import build_sam, get_spec, save_model
+
+    torch.manual_seed(0)
+    spec = get_spec("micro")
+    return save_model(tmp_path_factory.mktemp("model") / "micro.safetensors", build_sam(spec), spec,
+                      {"pixel_size_um": 0.08, "note": "untrained test model"})

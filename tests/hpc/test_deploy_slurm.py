@@ -39,18 +39,6 @@ REPO = Path(__file__).resolve().parents[2]
 SEG_SET = {"postprocess.min_score": 0.0, "prompts.spacing": 16, "decode.window": 8}
 
 
-@pytest.fixture(scope="module")
-def micro_model(tmp_path_factory) -> Path:
-    import torch
-
-    from mitoscale.model import build_sam, get_spec, save_model
-
-    torch.manual_seed(0)
-    spec = get_spec("micro")
-    return save_model(tmp_path_factory.mktemp("model") / "micro.safetensors", build_sam(spec), spec,
-                      {"pixel_size_um": 0.08, "note": "untrained test model"})
-
-
 def _sbatch(slurm, *argv: str, cwd: Path, env_extra: dict | None = None) -> str:
     env = {**os.environ, **slurm.env, "MITOSCALE_VENV": str(Path(sys.executable).parent.parent),
            "MITOSCALE_DEPLOY": str(REPO / "deploy"), **(env_extra or {})}

@@ -1,24 +1,10 @@
-"""Fixtures for the pipeline tests: a small real SAM checkpoint and a tiny pipeline config."""
+"""Fixtures of the pipeline tests: a tiny pipeline config (micro SAM: tests/conftest.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import yaml
-
-
-@pytest.fixture(scope="session")
-def micro_model(tmp_path_factory) -> Path:
-    """An untrained 'micro' SAM (real segment-anything modules) saved as a checkpoint."""
-    import torch
-
-    from mitoscale.model import build_sam, get_spec, save_model
-
-    torch.manual_seed(0)
-    spec = get_spec("micro")
-    return save_model(tmp_path_factory.mktemp("model") / "micro.safetensors", build_sam(spec), spec,
-                      {"pixel_size_um": 0.08, "note": "untrained test model"})
 
 
 def tiny_pipeline(model: Path, **sections) -> dict:

@@ -1,4 +1,4 @@
-"""Fixtures for the segment tests: a small real SAM checkpoint and simulated OME-Zarr inputs."""
+"""Fixtures of the segment tests: simulated OME-Zarr inputs (micro SAM: tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -9,23 +9,6 @@ import pytest
 from mitoscale.segment.config import SegmentConfig
 
 PIXEL_NM = 65.0  # not the 80 nm training pixel size, so resampling is exercised
-
-
-@pytest.fixture(scope="session")
-def micro_model(tmp_path_factory):
-    """An untrained 'micro' SAM (real segment-anything modules) saved as a checkpoint.
-
-    Its masks are meaningless but real: it exercises every code path quickly.
-    """
-    import torch
-
-    from mitoscale.model import build_sam, get_spec, save_model
-
-    torch.manual_seed(0)
-    spec = get_spec("micro")
-    sam = build_sam(spec)
-    return save_model(tmp_path_factory.mktemp("model") / "micro.safetensors", sam, spec,
-                      {"pixel_size_um": 0.08, "note": "untrained test model"})
 
 
 def plumbing_config(**over) -> SegmentConfig:
