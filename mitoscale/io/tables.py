@@ -149,25 +149,16 @@ def mask_properties(crop: np.ndarray, offset: tuple[int, int] = (0, 0)) -> dict[
     """Area, centroid and ellipse axes of one boolean mask crop.
 
     Axis lengths follow scikit-image's ``regionprops`` (4 * sqrt of the
-    eigenvalues of the normalised second central moments).
+    eigenvalues of the normalised second central moments); the same kernel
+    as :func:`instances_to_table` (:func:`_crop_moments`), for one crop.
     """
-    ys, xs = np.nonzero(crop)
-    n = ys.size
-    if n == 0:
+    crop = np.asarray(crop, dtype=bool)
+    if not crop.any():
         return dict(area_px=0, centroid_y=np.nan, centroid_x=np.nan,
                     major_axis_length=0.0, minor_axis_length=0.0)
-    cy, cx = ys.mean(), xs.mean()
-    dy, dx = ys - cy, xs - cx
-    # regionprops uses the central moments normalised by area (population covariance)
-    cov = np.array([[np.mean(dy * dy), np.mean(dy * dx)], [np.mean(dy * dx), np.mean(dx * dx)]])
-    ev = np.clip(np.linalg.eigvalsh(cov), 0, None)
-    return dict(
-        area_px=int(n),
-        centroid_y=float(cy + offset[0]),
-        centroid_x=float(cx + offset[1]),
-        major_axis_length=float(4 * np.sqrt(ev[1])),
-        minor_axis_length=float(4 * np.sqrt(ev[0])),
-    )
+    m = _crop_moments([crop], np.array([offset], dtype=np.int64), None)
+    return dict(area_px=int(m["area_px"][0]), **{k: float(m[k][0]) for k in
+                ("centroid_y", "centroid_x", "major_axis_length", "minor_axis_length")})
 
 
 def empty_table() -> pd.DataFrame:
@@ -191,9 +182,9 @@ def _coerce(df: pd.DataFrame) -> pd.DataFrame:
 def _crop_moments(crops: list[np.ndarray], origins: np.ndarray, image: np.ndarray | None) -> dict:
     """Area, centroid, ellipse axes and mean intensity of many crops at once.
 
-    Same definitions as :func:`mask_properties` (population covariance,
-    scikit-image's ``4 * sqrt(eigenvalue)`` axes), computed for all crops
-    together with ``np.bincount`` instead of one NumPy call chain per crop.
+    Population covariance and scikit-image's ``4 * sqrt(eigenvalue)`` axes,
+    computed for all crops together with ``np.bincount`` instead of one NumPy
+    call chain per crop.  ``origins`` are the crops' top-left pixels.
     """
     n = len(crops)
     ys, xs, lab = [], [], []
@@ -268,7 +259,7 @@ def instances_to_table(
     -------
     pandas.DataFrame
         Per-instance moments are computed for all masks at once
-        (:func:`mask_properties` gives the same values for one crop).
+        (:func:`mask_properties` is the same kernel for one crop).
     """
     masks = list(masks)
     n = len(masks)
