@@ -68,7 +68,7 @@ def _axis_tiles(n: int, tile: int, halo: int, align: int = 1) -> list[tuple[int,
     inner = tile - 2 * halo
     if inner <= 0:
         raise ValueError(f"halo {halo} leaves no core in a {tile} px tile")
-    if align >= inner:
+    if align > inner:  # no aligned stride fits the core
         align = 1
     stride = (inner // align) * align
     last = -(-(n - tile) // align) * align

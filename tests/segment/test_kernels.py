@@ -14,7 +14,7 @@ from mitoscale.segment.tiling import assign_points, resample, resampled_shape, t
 @pytest.mark.parametrize("shape", [(100, 90), (256, 256), (257, 700), (1024, 1024), (208, 1000),
                                    (1250, 333)])
 @pytest.mark.parametrize("halo", [0, 32])
-@pytest.mark.parametrize("align", [1, 8, 64])
+@pytest.mark.parametrize("align", [1, 8, 64, 192])
 def test_tile_cores_partition_frame_with_halo(shape, halo, align):
     tiles = tile_grid(shape, 256, halo, align)
     owner = np.full(shape, -1)
@@ -48,6 +48,9 @@ def test_tile_count_and_default_alignment():
     assert tile_align(get_spec("mito256"), 256, 32) == 64  # patch 8 x window 8
     assert tile_align(get_spec("vit_b"), 1024, 32) == 224  # patch 16 x window 14
     assert tile_align(get_spec("mito256"), 96, 32) == 8  # window does not fit a 32 px core
+    # an alignment equal to the core width is used, not dropped
+    assert tile_align(get_spec("mito256"), 128, 32) == 64
+    assert [t.x0 for t in tile_grid((100, 300), 128, 32, 64)] == [0, 64, 128, 192]
 
 
 def test_resample_shape_and_mean():
