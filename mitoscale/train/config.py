@@ -80,6 +80,13 @@ class TrainConfig(StrictModel):
     grad_accum: int = Field(default=1, ge=1)
     #: weight of SAM's IoU-prediction MSE next to the Dice-min loss (0 = off)
     iou_loss_weight: float = Field(default=1.0, ge=0)
+    #: weight of the shift-consistency loss (0 = off): each sample becomes two tiles of one
+    #: image ``consistency_shift`` px apart with the same points, and the two views' masks
+    #: (and predicted IoUs) are pulled together, so overlapping inference tiles agree
+    consistency_weight: float = Field(default=0.0, ge=0)
+    #: shift between the two views (px); a multiple of the encoder's patch x window size
+    #: (64 px for mito256) matches how ``mitoscale segment`` aligns its tiles
+    consistency_shift: int = Field(default=64, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     #: bf16 autocast ("auto" = bf16 on a GPU that supports it, fp32 on CPU)
     precision: Literal["auto", "fp32", "bf16"] = "auto"
@@ -96,6 +103,8 @@ class TrainConfig(StrictModel):
         for name in self.model.freeze:
             if name.split(".")[0] not in FREEZABLE:
                 raise ValueError(f"freeze entry {name!r} must start with one of {list(FREEZABLE)}")
+        if self.consistency_weight > 0 and self.data.embedding_cache:
+            raise ValueError("consistency_weight needs images: it cannot be used with data.embedding_cache")
         if self.data.embedding_cache and "image_encoder" not in self.model.freeze:
             raise ValueError("data.embedding_cache needs model.freeze to contain image_encoder")
         return self

@@ -126,6 +126,14 @@ class PromptDataset(torch.utils.data.Dataset):
     embeddings : zarr.Array, optional
         (N, T, C, E, E) cache from ``mitoscale train embed``; then samples
         carry ``embedding`` (one fixed tile, no augmentation) instead of ``image``.
+    pair_shift : int
+        If > 0, every sample is a *pair of views*: tile A and tile B of the
+        same (augmented) image, B's origin ``(dy, dx)`` from A's with ``dy, dx``
+        in ``{-pair_shift, 0, pair_shift}`` (not both 0), and the same K points,
+        all in the overlap.  B's entries are ``image_b``, ``points_b``,
+        ``targets_b`` and ``shift`` (``(dy, dx)`` px); the shift-consistency
+        loss (:func:`mitoscale.train.loss.shift_consistency_loss`) compares
+        the two views' masks.  Image mode only.
 
     Notes
     -----
@@ -134,7 +142,7 @@ class PromptDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, corpus: Corpus, img_size: int, points_per_image: int, seed: int = 0,
-                 augment: bool = True, embeddings=None):
+                 augment: bool = True, embeddings=None, pair_shift: int = 0):
         if points_per_image < 1:
             raise ValueError(f"points_per_image must be >= 1, got {points_per_image}")
         self.corpus = corpus
@@ -143,7 +151,13 @@ class PromptDataset(torch.utils.data.Dataset):
         self.seed = int(seed)
         self.augment = bool(augment) and embeddings is None
         self.embeddings = embeddings
+        self.pair_shift = int(pair_shift)
+        if self.pair_shift and embeddings is not None:
+            raise ValueError("pair_shift (shift consistency) needs images, not an embedding cache")
         h, w = corpus.image_shape
+        if self.pair_shift and (min(h, w) - self.img_size < self.pair_shift):
+            raise ValueError(f"pair_shift {self.pair_shift} px does not fit {h}x{w} corpus images "
+                             f"with {self.img_size} px tiles (needs images >= tile + shift)")
         self.tiles = tile_origins(h, w, self.img_size)
         self._chunk: tuple[int, np.ndarray, np.ndarray] | None = None
 
@@ -178,6 +192,8 @@ class PromptDataset(torch.utils.data.Dataset):
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, epoch, index]))
         image, tile = divmod(index, self.units_per_image)
         img, lab = self._read(image)
+        if self.pair_shift:
+            return self._pair(img, lab, rng, image, tile, epoch)
         h, w = img.shape
         s = self.img_size
         if self.embeddings is not None:
@@ -215,13 +231,53 @@ class PromptDataset(torch.utils.data.Dataset):
         return sample
 
 
+    def _pair(self, img, lab, rng, image, tile, epoch) -> dict:
+        """Two views of one image, ``shift`` apart, with the same points (see ``pair_shift``)."""
+        s, d = self.img_size, self.pair_shift
+        code = int(rng.integers(0, 8)) if self.augment else 0
+        img = np.ascontiguousarray(_dihedral(normalize_intensity(img), code))
+        lab = _dihedral(lab, code)
+        h, w = img.shape
+        for _ in range(20):  # find a pair whose overlap has foreground (nearly always the first)
+            dy, dx = 0, 0
+            while dy == 0 and dx == 0:
+                dy, dx = (int(v) for v in rng.choice([-d, 0, d], 2))
+            y = int(rng.integers(max(0, -dy), h - s - max(0, dy) + 1))
+            x = int(rng.integers(max(0, -dx), w - s - max(0, dx) + 1))
+            layers = lab[:, y:y + s, x:x + s]
+            overlap = np.zeros((s, s), dtype=bool)
+            overlap[max(0, dy):s + min(0, dy), max(0, dx):s + min(0, dx)] = True
+            fg = (layers != 0).any(axis=0) & overlap
+            if fg.any():
+                break
+        else:
+            raise ValueError(f"corpus image {image} has no instance in a pair overlap")
+        pts = sample_points(fg, self.k, rng)
+        used = np.flatnonzero((layers != 0).reshape(layers.shape[0], -1).any(axis=1))
+        n = used[-1] + 1
+        targets, valid = point_targets(layers[:n], pts)
+        pts_b = pts - np.array([dy, dx])
+        targets_b, _ = point_targets(lab[:n, y + dy:y + dy + s, x + dx:x + dx + s], pts_b)
+        return {
+            "points": torch.from_numpy(pts[:, ::-1].astype(np.float32).copy()),
+            "targets": torch.from_numpy(np.ascontiguousarray(targets)),
+            "valid": torch.from_numpy(valid),
+            "key": torch.tensor([image, tile, epoch]),
+            "image": to_sam_input(img[y:y + s, x:x + s], s),
+            "points_b": torch.from_numpy(pts_b[:, ::-1].astype(np.float32).copy()),
+            "targets_b": torch.from_numpy(np.ascontiguousarray(targets_b)),
+            "image_b": to_sam_input(img[y + dy:y + dy + s, x + dx:x + dx + s], s),
+            "shift": torch.tensor([dy, dx]),
+        }
+
+
 def collate(samples: list[dict]) -> dict:
     """Stack samples into a batch, padding the target-layer axis with invalid targets."""
     t = max(s["valid"].shape[1] for s in samples)
     out = {}
     for key in samples[0]:
         items = [s[key] for s in samples]
-        if key in ("targets", "valid"):
+        if key in ("targets", "targets_b", "valid"):
             items = [torch.nn.functional.pad(x, (0, 0, 0, 0, 0, t - x.shape[1]) if x.ndim == 4
                                              else (0, t - x.shape[1])) for x in items]
         out[key] = torch.stack(items)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from mitoscale.config import dump_config
 from mitoscale.errors import ConfigError, OutputError
@@ -27,7 +28,7 @@ from mitoscale.train.dataset import ChunkSampler, PromptDataset, collate
 from mitoscale.train.distributed import (cleanup_distributed, dist_info, init_distributed,
                                          resolve_device)
 from mitoscale.train.logs import RunLogger
-from mitoscale.train.loss import dice_min_loss
+from mitoscale.train.loss import dice_min_loss, shift_consistency_loss
 from mitoscale.train.module import PromptedSam, crop_windows
 from mitoscale.train.state import latest_checkpoint, load_checkpoint, save_checkpoint
 from mitoscale.train.validate import validate as validate_model
@@ -212,7 +213,8 @@ def _train(cfg, out_dir, ckpt, info, device, bf16, corpus, sam, spec, n_trainabl
             "n_trainable_parameters": n_trainable, "device": str(device), "bf16": bf16})
 
     dataset = PromptDataset(corpus, spec.img_size, cfg.data.points_per_image, seed=cfg.seed,
-                            augment=cfg.data.augment, embeddings=cache)
+                            augment=cfg.data.augment, embeddings=cache,
+                            pair_shift=cfg.consistency_shift if cfg.consistency_weight > 0 else 0)
     upi = dataset.units_per_image
     units = (train_images[:, None] * upi + np.arange(upi)[None]).ravel()
     per_rank_step = cfg.batch_size * cfg.grad_accum
@@ -247,7 +249,7 @@ def _train(cfg, out_dir, ckpt, info, device, bf16, corpus, sam, spec, n_trainabl
 
     val = None
     last_loss = float("nan")
-    window = {"loss": 0.0, "dice": 0.0, "iou_mse": 0.0, "n": 0}
+    window = {"loss": 0.0, "dice": 0.0, "iou_mse": 0.0, "consistency": 0.0, "n": 0}
     t_window = time.perf_counter()
     extra = {"config": dump_config(cfg), "world_size": info.world}
     while step < cfg.steps:
@@ -256,22 +258,40 @@ def _train(cfg, out_dir, ckpt, info, device, bf16, corpus, sam, spec, n_trainabl
             sync = micro == cfg.grad_accum - 1 or not info.enabled
             ctx = contextlib.nullcontext() if sync else net.no_sync()
             with ctx:
+                pairs = "image_b" in batch
+                points = batch["points"]
+                if pairs:  # two views per sample: one encoder batch of 2B tiles
+                    points = torch.cat([points, batch["points_b"]])
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                     if cache is not None:
-                        logits, iou, origin = net(batch["points"].to(device),
+                        logits, iou, origin = net(points.to(device),
                                                   embeddings=batch["embedding"].to(device))
                     else:
-                        logits, iou, origin = net(batch["points"].to(device),
-                                                  images=batch["image"].to(device))
-                targets = batch["targets"].to(device).flatten(0, 1)
+                        images = batch["image"]
+                        if pairs:
+                            images = torch.cat([images, batch["image_b"]])
+                        logits, iou, origin = net(points.to(device), images=images.to(device))
+                targets, valid = batch["targets"], batch["valid"]
+                if pairs:
+                    targets, valid = torch.cat([targets, batch["targets_b"]]), torch.cat([valid, valid])
+                targets = targets.to(device).flatten(0, 1)
                 size = logits.shape[-1] * model.patch // 4  # window (or tile) edge in pixels
                 if size < targets.shape[-1]:
                     targets = crop_windows(targets, origin.flatten(0, 1), size)
                 out = dice_min_loss(
-                    logits.flatten(0, 1), targets, batch["valid"].to(device).flatten(0, 1),
+                    logits.flatten(0, 1), targets, valid.to(device).flatten(0, 1),
                     iou.flatten(0, 1) if cfg.iou_loss_weight > 0 else None, cfg.iou_loss_weight)
+                if pairs:
+                    nb = batch["points"].shape[0]
+                    cons = shift_consistency_loss(logits[:nb], logits[nb:], origin[:nb], origin[nb:],
+                                                  batch["shift"].to(device), model.patch // 4)
+                    cons = cons + F.mse_loss(iou[:nb].float(), iou[nb:].float())
+                    out["consistency"] = cons.detach()
+                    out["loss"] = out["loss"] + cfg.consistency_weight * cons
+                else:
+                    out["consistency"] = torch.zeros(())
                 (out["loss"] / cfg.grad_accum).backward()
-            for key in ("loss", "dice", "iou_mse"):
+            for key in ("loss", "dice", "iou_mse", "consistency"):
                 window[key] += float(out[key].detach())
             window["n"] += 1
         if cfg.optim.grad_clip:
@@ -282,23 +302,24 @@ def _train(cfg, out_dir, ckpt, info, device, bf16, corpus, sam, spec, n_trainabl
         step += 1
 
         if step % cfg.log_every == 0 or step == cfg.steps:
-            stats = torch.tensor([window["loss"], window["dice"], window["iou_mse"], window["n"]],
-                                 dtype=torch.float64)
+            stats = torch.tensor([window["loss"], window["dice"], window["iou_mse"], window["n"],
+                                  window["consistency"]], dtype=torch.float64)
             if info.enabled:
                 torch.distributed.all_reduce(stats)
             elapsed = time.perf_counter() - t_window
             n = max(stats[3].item(), 1)
             last_loss = stats[0].item() / n
-            images = n * cfg.batch_size  # over all ranks
+            images = n * cfg.batch_size * (2 if cfg.consistency_weight > 0 else 1)  # tiles, all ranks
             logger.log("train", step, {
                 "loss": last_loss, "dice_loss": stats[1].item() / n, "iou_mse": stats[2].item() / n,
+                **({"consistency": stats[4].item() / n} if cfg.consistency_weight > 0 else {}),
                 "lr": sched.get_last_lr()[0], "steps_per_s": (window["n"] / cfg.grad_accum) / elapsed,
                 "images_per_s": images / elapsed, "prompts_per_s": images * cfg.data.points_per_image / elapsed,
             })
             if info.is_main:
                 log.info("step %d/%d loss %.4f lr %.2e %.2f img/s", step, cfg.steps, last_loss,
                          sched.get_last_lr()[0], images / elapsed)
-            window = {"loss": 0.0, "dice": 0.0, "iou_mse": 0.0, "n": 0}
+            window = {"loss": 0.0, "dice": 0.0, "iou_mse": 0.0, "consistency": 0.0, "n": 0}
             t_window = time.perf_counter()
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
             if info.is_main:

@@ -6,6 +6,10 @@ point is the smallest Dice loss over all (predicted mask, target instance)
 pairs, so only the best match is back-propagated (SAM's own multimask rule,
 extended to several valid targets).  SAM's IoU head is trained with an MSE
 against the IoU each predicted mask actually reaches with its best target.
+
+The optional *shift-consistency* loss asks the model for the same masks when
+the same object is seen from two tiles a window-aligned shift apart, as
+happens wherever ``mitoscale segment``'s overlapping tiles meet.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["soft_dice_loss", "dice_min_loss", "mask_iou"]
+__all__ = ["soft_dice_loss", "dice_min_loss", "mask_iou", "shift_consistency_loss"]
 
 
 def soft_dice_loss(probs: torch.Tensor, targets: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
@@ -101,3 +105,48 @@ def dice_min_loss(
         out["iou_mse"] = torch.zeros((), device=logits.device)
     out["loss"] = loss
     return out
+
+
+def shift_consistency_loss(logits_a: torch.Tensor, logits_b: torch.Tensor,
+                           origin_a: torch.Tensor, origin_b: torch.Tensor,
+                           shift: torch.Tensor, scale: int) -> torch.Tensor:
+    """Disagreement between two views' masks of the same prompts, over their common area.
+
+    View B's tile starts ``shift`` px (y, x) after view A's, and each prompt's
+    window (``origin``, px in its own tile) is placed in a common frame.  For
+    every output mask of A and the same output of B, over the pixels both
+    windows cover, the loss is ``sum((pa - pb)^2) / (sum(pa + pb) + 1)``: 0
+    for identical masks and ``1 - Dice`` (up to the +1) for two binary masks.
+    Both views get gradients; the mean over masks and prompts is returned.
+
+    Parameters
+    ----------
+    logits_a, logits_b : (B, K, M, h, w) tensors
+        Low-resolution mask logits of the windows.
+    origin_a, origin_b : (B, K, 2) long tensors
+        Window corners (y, x) in input pixels of their tiles.
+    shift : (B, 2) tensor
+        Origin of tile B minus origin of tile A (px).
+    scale : int
+        Input pixels per low-resolution logit (``patch // 4`` for SAM).
+
+    Returns
+    -------
+    scalar tensor
+    """
+    pa, pb = torch.sigmoid(logits_a.float()), torch.sigmoid(logits_b.float())
+    _, _, _, h, w = pa.shape
+    d = (origin_b + shift[:, None, :].to(origin_b) - origin_a) // scale  # (B, K, 2) B's window in A's
+    losses = []
+    for b in range(pa.shape[0]):
+        for k in range(pa.shape[1]):
+            dy, dx = int(d[b, k, 0]), int(d[b, k, 1])
+            ya0, ya1, xa0, xa1 = max(0, dy), min(h, h + dy), max(0, dx), min(w, w + dx)
+            if ya1 <= ya0 or xa1 <= xa0:
+                continue
+            a = pa[b, k, :, ya0:ya1, xa0:xa1]
+            bb = pb[b, k, :, ya0 - dy:ya1 - dy, xa0 - dx:xa1 - dx]
+            losses.append(((a - bb) ** 2).sum(dim=(-2, -1)) / ((a + bb).sum(dim=(-2, -1)) + 1.0))
+    if not losses:
+        return pa.sum() * 0.0
+    return torch.cat(losses).mean()

@@ -106,3 +106,36 @@ def test_split_and_bad_corpus(tmp_path, tiny_corpus):
     root.create_array("images", shape=(2, 64, 64), dtype="uint16")
     with pytest.raises(InputError, match="no masks"):
         open_corpus(tmp_path / "nomasks.zarr")
+
+
+def test_pair_views_show_the_same_objects_shift_apart(tiny_corpus):
+    """Shift-consistency samples: B is A's image moved by ``shift``, with the same points/targets."""
+    corpus = open_corpus(tiny_corpus)
+    ds = PromptDataset(corpus, img_size=128, points_per_image=6, seed=1, augment=False,
+                       pair_shift=64)
+    seen = set()
+    for i in range(corpus.n_images):
+        s = ds[(i, 0)]
+        dy, dx = (int(v) for v in s["shift"])
+        assert (dy, dx) != (0, 0) and {abs(dy), abs(dx)} <= {0, 64}
+        seen.add((dy, dx))
+        # points (x, y) lie in both views, B's are A's minus the shift
+        pa, pb = s["points"].numpy(), s["points_b"].numpy()
+        np.testing.assert_array_equal(pa - pb, np.broadcast_to([dx, dy], pa.shape))
+        assert (pa >= 0).all() and (pa < 128).all() and (pb >= 0).all() and (pb < 128).all()
+        # targets: the same instances, moved by the shift, in the overlap
+        ta, tb = s["targets"].numpy(), s["targets_b"].numpy()
+        ya, yb = slice(max(0, dy), 128 + min(0, dy)), slice(max(0, -dy), 128 + min(0, -dy))
+        xa, xb = slice(max(0, dx), 128 + min(0, dx)), slice(max(0, -dx), 128 + min(0, -dx))
+        np.testing.assert_array_equal(ta[..., ya, xa], tb[..., yb, xb])
+        assert ta[np.arange(len(pa)), :, pa[:, 1].astype(int), pa[:, 0].astype(int)].any(axis=1).all()
+        # images: A's overlap region equals B's, as read from the corpus
+        ia, ib = s["image"].numpy(), s["image_b"].numpy()
+        np.testing.assert_array_equal(ia[:, ya, xa], ib[:, yb, xb])
+        assert ia[0].std() > 0 and not np.array_equal(ia, ib)
+    assert len(seen) >= 2
+    batch = collate([ds[(0, 0)], ds[(1, 0)]])
+    assert batch["image_b"].shape == (2, 3, 128, 128) and batch["shift"].shape == (2, 2)
+    assert batch["targets_b"].shape == batch["targets"].shape
+    with pytest.raises(ValueError, match="pair_shift"):
+        PromptDataset(corpus, img_size=256, points_per_image=2, pair_shift=300)

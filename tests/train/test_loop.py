@@ -146,3 +146,18 @@ def test_grad_accumulation_equals_larger_batch_and_bf16_runs(tmp_path, tiny_corp
         torch.testing.assert_close(wa[k], wb[k], rtol=1e-4, atol=1e-5)
     c = run_training(cfg_of(tiny_corpus, batch_size=2, precision="bf16", **common), tmp_path / "c")
     assert c["step"] == 2 and 0 < c["train_loss"] < 3
+
+
+def test_shift_consistency_training_runs_and_logs(tmp_path, tiny_corpus, cfg_of):
+    """consistency_weight > 0 trains on pairs of views and logs the consistency loss."""
+    with pytest.raises(ConfigError, match="consistency_weight"):
+        cfg_of(tiny_corpus, consistency_weight=1.0, **{"data.embedding_cache": "x.zarr",
+                                                       "model.freeze": ["image_encoder"]})
+    cfg = cfg_of(tiny_corpus, consistency_weight=1.0, consistency_shift=64,
+                 **{"model.decoder_window": 8})
+    out = run_training(cfg, tmp_path / "run")
+    assert out["step"] == 4
+    rows = list(csv.DictReader((tmp_path / "run" / "logs" / "train.csv").open()))
+    cons = [float(r["consistency"]) for r in rows]
+    assert len(cons) == 4 and all(0 < c < 1 for c in cons)
+    assert float(rows[0]["images_per_s"]) > 0

@@ -95,3 +95,32 @@ def test_batched_prompts_independent():
     single = [dice_min_loss(logits[i:i + 1], masks[i:i + 1], valid[i:i + 1], iou_weight=0.0)["dice"]
               for i in range(4)]
     assert full["dice"].item() == pytest.approx(torch.stack(single).mean().item(), rel=1e-5)
+
+
+def test_shift_consistency_zero_for_equivariant_views_and_counts_disagreement():
+    from mitoscale.train.loss import shift_consistency_loss
+
+    rng = np.random.default_rng(0)
+    frame = torch.from_numpy(rng.normal(0, 4, (3, 40, 40)).astype(np.float32))  # 3 masks
+    # view A's window starts at (8, 4) of the frame, view B's tile is shifted by (4, 8) and
+    # its window at (0, 0) of B, i.e. (4, 8) of the frame; scale 1 (logit px = input px)
+    la = frame[:, 8:24, 4:20][None, None]
+    lb = frame[:, 4:20, 8:24][None, None]
+    oa, ob = torch.tensor([[[8, 4]]]), torch.tensor([[[0, 0]]])
+    shift = torch.tensor([[4, 8]])
+    assert float(shift_consistency_loss(la, lb, oa, ob, shift, 1)) == pytest.approx(0.0, abs=1e-7)
+    # binary masks that differ: the loss is 1 - Dice (up to the +1) over the common area
+    a = torch.full((1, 1, 1, 10, 10), -50.0)
+    b = a.clone()
+    a[..., 2:6, 2:6] = 50.0  # 16 px
+    b[..., 2:6, 2:8] = 50.0  # 24 px, 16 shared
+    zero = torch.zeros((1, 1, 2), dtype=torch.long)
+    got = float(shift_consistency_loss(a, b, zero, zero, torch.zeros((1, 2)), 1))
+    assert got == pytest.approx(8 / (16 + 24 + 1), rel=1e-4)
+    # windows that do not overlap contribute nothing
+    far = torch.tensor([[[100, 100]]])
+    assert float(shift_consistency_loss(a, b, zero, far, torch.zeros((1, 2)), 1)) == 0.0
+    # gradients reach both views
+    a, b = (a / 25).requires_grad_(True), (b / 25).requires_grad_(True)
+    shift_consistency_loss(a, b, zero, zero, torch.zeros((1, 2)), 1).backward()
+    assert a.grad.abs().sum() > 0 and b.grad.abs().sum() > 0
