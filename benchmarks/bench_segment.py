@@ -11,6 +11,10 @@ amg        segment-anything's SamAutomaticMaskGenerator (32x32 grid per tile), s
            same image (512x512 at 80 nm): time, precision, recall
 dask       the same job on a LocalCluster with 1 and 2 single-threaded workers
 real       the case-study images (one per condition): time, instances, overlay PNGs
+tiling     issue 4's tiling invariance: six 65 nm frames (seeds 7 and 8, frames 0-2; the
+           test's frames) as one 256 px tile and as 4 overlapping 192 px tiles, pairs at
+           Dice >= 0.9; and the model's own shift stability: the same prompts decoded in
+           two full tiles 64 px apart (window-aligned, no padding)
 floor      FLOPs of the encoder per tile and the decoder per prompt, and this CPU's
            measured matmul throughput: the arithmetic floor of the timings
 
@@ -378,8 +382,56 @@ def part_real(args, model):
     return rows
 
 
+def part_tiling(args, model):
+    from mitoscale.evaluate.metrics import evaluate_tables
+    from mitoscale.segment.frame import prepare_frame, segment_frame
+    from mitoscale.segment.runtime import resolve_config
+    from mitoscale.segment.tile import segment_tile
+    from mitoscale.simulate.config import load_simulate_config
+    from mitoscale.simulate.render import simulate_image
+
+    sam, spec, _ = model
+    sim = load_simulate_config(None)
+    many = config({"model.tile_size": 192, "model.halo": 32})
+    frames, good, total = [], 0, 0
+    for seed, i in [(7, 0), (7, 1), (7, 2), (8, 0), (8, 1), (8, 2)]:
+        image = simulate_image(sim, seed, i, pixel_size_nm=65.0, shape=(256, 320)).image[:, :312]
+        a = segment_frame(image, 0.065, sam, spec, config({}))
+        b = segment_frame(image, 0.065, sam, spec, many)
+        _, _, m = evaluate_tables(b, a, return_matches=True)
+        g, n = int((m["dice"] >= 0.9).sum()), max(len(a), len(b))
+        frames.append({"seed": seed, "frame": i, "one_tile": len(a), "four_tiles": len(b),
+                       "paired_dice_0.5": len(m), "pairs_dice_0.9": g})
+        good, total = good + g, total + n
+    # shift stability: the same prompts decoded in two full 256 px tiles 64 px apart
+    cfg = resolve_config(config({"prompts.skip_covered": False}), spec)
+    dice = []
+    for seed, i in [(7, 2), (7, 0), (8, 1)]:
+        prep = prepare_frame(simulate_image(sim, seed, i, pixel_size_nm=80.0, shape=(320, 320)).image,
+                             0.08, cfg)
+        pts = prep.prompts[((prep.prompts >= 88) & (prep.prompts < 232)).all(1)][::3]
+        views = []
+        for o in (0, 64):
+            cands, _ = segment_tile(sam, spec, prep.image[o:o + 256, o:o + 256], pts - o, cfg)
+            views.append({(c.prompt[0] + o, c.prompt[1] + o): c.shifted(o, o) for c in cands})
+        for key, ca in views[0].items():
+            cb = views[1].get(key)
+            if cb is None:
+                continue
+            ma, mb = np.zeros(prep.image.shape, bool), np.zeros(prep.image.shape, bool)
+            ma[ca.y0:ca.bbox[2], ca.x0:ca.bbox[3]] = ca.mask
+            mb[cb.y0:cb.bbox[2], cb.x0:cb.bbox[3]] = cb.mask
+            dice.append(2 * (ma & mb).sum() / (ma.sum() + mb.sum()))
+    dice = np.asarray(dice)
+    return {"frames": frames, "pairs_dice_0.9": good, "instances": total,
+            "fraction": round(good / total, 4),
+            "shift64_prompts": len(dice), "shift64_fraction_dice_0.9": round(float((dice >= 0.9).mean()), 4),
+            "shift64_median_dice": round(float(np.median(dice)), 4)}
+
+
 PARTS = {"floor": part_floor, "speed": part_speed, "windows": part_windows,
-         "prompting": part_prompting, "amg": part_amg, "dask": part_dask, "real": part_real}
+         "prompting": part_prompting, "amg": part_amg, "dask": part_dask, "real": part_real,
+         "tiling": part_tiling}
 
 
 def main(argv=None):

@@ -6,7 +6,8 @@
 #
 # Steps: simulate the 2,000-image training corpus (seed 1, 80 nm), train mito256 from
 # scratch with configs/train_shipped.yaml (stage 1, 1000 steps), continue with a warm restart
-# (configs/train_shipped_stage2.yaml, 1500 steps; both resumable: rerun the script after an
+# (configs/train_shipped_stage2.yaml, 1500 steps) and with the shift-consistency loss
+# (configs/train_shipped_stage3.yaml; all resumable: rerun the script after an
 # interruption), export float16 weights, and score them on a held-out split simulated
 # with another seed (20260917) at another pixel size (65 nm) against both baselines.
 # Corpus config, seed and training config are recorded in docs/MODEL_CARD.md.
@@ -32,8 +33,13 @@ mkdir -p "$OUT"
     --set data.corpus="$OUT/corpus_train.zarr" --set model.checkpoint="$OUT/run/model.safetensors" \
     --nproc-per-node "$NPROC" --resume
 
+# 2c. stage 3: shift consistency (pairs of views 64 px apart), so overlapping tiles agree
+"$MITOSCALE" train --config configs/train_shipped_stage3.yaml --out "$OUT/run3" \
+    --set data.corpus="$OUT/corpus_train.zarr" --set model.checkpoint="$OUT/run2/model.safetensors" \
+    --nproc-per-node "$NPROC" --resume
+
 # 3. ship float16 weights (+ model JSON with the training config, validation metrics and recipe)
-"$MITOSCALE" train export "$OUT/run2/model.safetensors" --out "$WEIGHTS" --dtype float16 \
+"$MITOSCALE" train export "$OUT/run3/model.safetensors" --out "$WEIGHTS" --dtype float16 \
     --meta examples/shipped_model_meta.json
 
 # 4. held-out evaluation: seed 20260917, 65 nm pixels, mitoscale vs classical vs Nellie

@@ -47,19 +47,31 @@ def test_synthetic_timelapse_scores_above_bar(tmp_path, timelapse, shipped):
 
 @pytest.fixture(scope="module")
 def one_and_many(simulated_frames, shipped):
-    """The same 65 nm frame as one 256 px tile and as 4 overlapping 192 px tiles (halo 32)."""
+    """Six 65 nm frames, each as one 256 px tile and as 4 overlapping 192 px tiles (halo 32).
+
+    The frames are the three of ``simulated_frames`` (seed 7) and three more of seed 8,
+    the same six as benchmarks/RESULTS_segment.md's tiling-invariance measurement.
+    """
     from mitoscale.segment.frame import segment_frame
+    from mitoscale.simulate.config import load_simulate_config
+    from mitoscale.simulate.render import simulate_image
 
     sam, spec, _ = shipped
-    image = simulated_frames[2][0][:, :312]  # 65 nm -> 208 x 254 px at 80 nm: one 256 px tile
+    cfg = load_simulate_config(None)
+    frames = [img for img, _ in simulated_frames]
+    frames += [simulate_image(cfg, 8, i, pixel_size_nm=65.0, shape=(256, 320)).image for i in range(3)]
     many = SegmentConfig()
     many.model.tile_size, many.model.halo = 192, 32
-    st_one, st_many = {}, {}
-    a = segment_frame(image, 0.065, sam, spec, SegmentConfig(), stats=st_one)
-    b = segment_frame(image, 0.065, sam, spec, many, stats=st_many)
-    assert st_one["tiles"] == 1 and st_many["tiles"] == 4
-    _, _, matches = evaluate_tables(b, a, return_matches=True)
-    return a, b, matches
+    out = []
+    for frame in frames:
+        image = frame[:, :312]  # 65 nm -> 208 x 254 px at 80 nm: one 256 px tile
+        st_one, st_many = {}, {}
+        a = segment_frame(image, 0.065, sam, spec, SegmentConfig(), stats=st_one)
+        b = segment_frame(image, 0.065, sam, spec, many, stats=st_many)
+        assert st_one["tiles"] == 1 and st_many["tiles"] == 4
+        _, _, matches = evaluate_tables(b, a, return_matches=True)
+        out.append((a, b, matches))
+    return out
 
 
 @pytest.mark.slow
@@ -67,25 +79,25 @@ def test_stitching_gives_one_instance_per_object(one_and_many):
     """Border-crossing objects become one instance: no duplicates, no halves, same objects."""
     from mitoscale.io.tables import table_to_masks
 
-    a, b, matches = one_and_many
-    assert len(a) >= 20
-    assert abs(len(a) - len(b)) <= 0.1 * len(a)
-    assert len(matches) >= 0.85 * max(len(a), len(b))  # paired at Dice >= 0.5
-    m = table_to_masks(b).reshape(len(b), -1).astype(np.int32)
-    inter = m @ m.T
-    area = np.diag(inter)
-    ov = inter / np.minimum(area[:, None], area[None, :])
-    np.fill_diagonal(ov, 0)
-    assert ov.max() <= 0.5 + 0.15  # suppression bound (0.5 at 80 nm; resampling to 65 nm blurs it)
+    for a, b, matches in one_and_many:
+        assert len(a) >= 20
+        assert abs(len(a) - len(b)) <= 0.1 * len(a)
+        assert len(matches) >= 0.85 * max(len(a), len(b))  # paired at Dice >= 0.5
+        m = table_to_masks(b).reshape(len(b), -1).astype(np.int32)
+        inter = m @ m.T
+        area = np.diag(inter)
+        ov = inter / np.minimum(area[:, None], area[None, :])
+        np.fill_diagonal(ov, 0)
+        assert ov.max() <= 0.5 + 0.15  # suppression bound (0.5 at 80 nm; resampling to 65 nm blurs it)
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="issue-4 bar not met by the shipped model: masks of 3-6 px "
-                   "wide objects move by a pixel with the tile's context (17 of 21 pairs reach Dice "
-                   "0.9 here, 86% over 6 frames; a flip of the same frame gives 62%): see "
-                   "benchmarks/RESULTS_segment.md, 'Tiling invariance'")
 def test_one_tile_matches_many_overlapping_tiles(one_and_many):
-    """Issue 4: >= 95% of pairs at Dice >= 0.9 between one tile and many overlapping tiles."""
-    a, b, matches = one_and_many
-    good = int((np.asarray(matches["dice"]) >= 0.9).sum())
-    assert good >= 0.95 * max(len(a), len(b)), (good, len(a), len(b))
+    """Issue 4: >= 95% of pairs at Dice >= 0.9 between one tile and many overlapping tiles.
+
+    Counted over the six frames: pairs at Dice >= 0.9 over the larger of the two instance
+    counts of each frame (an instance found by one tiling only counts as a miss).
+    """
+    good = sum(int((np.asarray(m["dice"]) >= 0.9).sum()) for _, _, m in one_and_many)
+    total = sum(max(len(a), len(b)) for a, b, _ in one_and_many)
+    assert good >= 0.95 * total, (good, total)
