@@ -399,13 +399,11 @@ def write_label_frame(out_root: str | Path, label_path: str, index: Sequence[int
     """Write one 2D label frame at leading-axis ``index`` (t and/or z positions), every level."""
     import zarr
 
-    group = Path(out_root) / label_path
+    group = zarr.open_group(str(Path(out_root) / label_path), mode="r+")
     sel = tuple(int(i) for i in index) + (slice(None), slice(None))
-    k = 0
-    while (group / str(k)).exists():
-        arr = zarr.open_array(str(group / str(k)), mode="r+")
+    for k, level in enumerate(_attrs(group)["multiscales"][0]["datasets"]):  # level k: 2**k coarser
+        arr = group[level["path"]]
         arr[sel] = labels[::2**k, ::2**k].astype(arr.dtype, copy=False)
-        k += 1
 
 
 def write_ome_zarr_image(path: str | Path, data: np.ndarray, axes: str | Sequence[str],

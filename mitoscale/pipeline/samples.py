@@ -139,18 +139,15 @@ def _write_unit(out: str, unit: SampleUnit, sim_cfg: dict, seed: int, image_px: 
         arr[unit.t] = sim.image
     else:
         arr[...] = sim.image
-    table = sim.table.copy()
-    table["image_id"] = unit.store
-    table["condition"] = unit.condition
-    if unit.t is not None:
-        table["t"] = unit.t
-    else:
-        table["well"], table["field"] = unit.well, unit.field
-    loc = {"image_id": unit.store, "well": "", "field": 0, "t": 0, "z": -1}
+    loc = {"image_id": unit.store, "well": "", "field": 0, "t": 0, "z": -1}  # z -1: a projection
     if unit.t is not None:
         loc["t"] = unit.t
     else:
         loc["well"], loc["field"] = unit.well, unit.field
+    table = sim.table.copy()
+    for key, value in loc.items():
+        table[key] = value
+    table["condition"] = unit.condition
     write_table(table, root / "truth" / f"{unit.name}.parquet", locations=[loc])
     info = {"instances": int(len(table)), "condition": unit.condition}
     MarkerSet(root / ".markers").mark(unit.name, info)

@@ -103,6 +103,23 @@ def point_targets(layers: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, n
     return targets, valid
 
 
+def _prompted(layers: np.ndarray, fg: np.ndarray, k: int, rng: np.random.Generator):
+    """``k`` points on ``fg`` and their targets among ``layers`` (empty trailing layers dropped).
+
+    Returns ``(points (k, 2) as (y, x), layers used n, targets, valid)``.
+    """
+    pts = sample_points(fg, k, rng)
+    used = np.flatnonzero((layers != 0).reshape(layers.shape[0], -1).any(axis=1))
+    n = int(used[-1]) + 1
+    targets, valid = point_targets(layers[:n], pts)
+    return pts, n, targets, valid
+
+
+def _xy(points: np.ndarray) -> torch.Tensor:
+    """(y, x) pixel points as SAM's float (x, y) tensor."""
+    return torch.from_numpy(points[:, ::-1].astype(np.float32).copy())
+
+
 def _dihedral(arr: np.ndarray, code: int) -> np.ndarray:
     """One of the 8 rotations/flips of the last two axes."""
     if code & 4:
@@ -212,11 +229,9 @@ class PromptDataset(torch.utils.data.Dataset):
         fg = (layers != 0).any(axis=0)
         if not fg.any():  # only an image without any instance gets here
             raise ValueError(f"corpus image {image} has no instance in tile ({y}, {x})")
-        pts = sample_points(fg, self.k, rng)
-        used = np.flatnonzero((layers != 0).reshape(layers.shape[0], -1).any(axis=1))
-        targets, valid = point_targets(layers[: used[-1] + 1], pts)  # drop empty trailing layers
+        pts, _, targets, valid = _prompted(layers, fg, self.k, rng)
         sample = {
-            "points": torch.from_numpy(pts[:, ::-1].astype(np.float32).copy()),  # (x, y) for SAM
+            "points": _xy(pts),
             "targets": torch.from_numpy(np.ascontiguousarray(targets)),
             "valid": torch.from_numpy(valid),
             "key": torch.tensor([image, tile, epoch]),
@@ -229,7 +244,6 @@ class PromptDataset(torch.utils.data.Dataset):
             norm = np.ascontiguousarray(_dihedral(self._crop(norm, y, x), code))
             sample["image"] = to_sam_input(norm, s)
         return sample
-
 
     def _pair(self, img, lab, rng, image, tile, epoch) -> dict:
         """Two views of one image, ``shift`` apart, with the same points (see ``pair_shift``)."""
@@ -252,19 +266,16 @@ class PromptDataset(torch.utils.data.Dataset):
                 break
         else:
             raise ValueError(f"corpus image {image} has no instance in a pair overlap")
-        pts = sample_points(fg, self.k, rng)
-        used = np.flatnonzero((layers != 0).reshape(layers.shape[0], -1).any(axis=1))
-        n = used[-1] + 1
-        targets, valid = point_targets(layers[:n], pts)
+        pts, n, targets, valid = _prompted(layers, fg, self.k, rng)
         pts_b = pts - np.array([dy, dx])
         targets_b, _ = point_targets(lab[:n, y + dy:y + dy + s, x + dx:x + dx + s], pts_b)
         return {
-            "points": torch.from_numpy(pts[:, ::-1].astype(np.float32).copy()),
+            "points": _xy(pts),
             "targets": torch.from_numpy(np.ascontiguousarray(targets)),
             "valid": torch.from_numpy(valid),
             "key": torch.tensor([image, tile, epoch]),
             "image": to_sam_input(img[y:y + s, x:x + s], s),
-            "points_b": torch.from_numpy(pts_b[:, ::-1].astype(np.float32).copy()),
+            "points_b": _xy(pts_b),
             "targets_b": torch.from_numpy(np.ascontiguousarray(targets_b)),
             "image_b": to_sam_input(img[y + dy:y + dy + s, x + dx:x + dx + s], s),
             "shift": torch.tensor([dy, dx]),
