@@ -123,3 +123,18 @@ class MarkerSet:
     def clear(self) -> None:
         for p in self.root.glob("*.done"):
             p.unlink()
+
+    def remove_stale_writes(self) -> int:
+        """Delete temporary files of marker writes that never finished; return how many.
+
+        A worker killed inside :func:`atomic_write_bytes` leaves its
+        ``.<name>.*.tmp`` behind (the retry writes the marker itself).  Call
+        this only when no unit of the run is being written any more, i.e.
+        when the run has finished.
+        """
+        if not self.root.is_dir():
+            return 0
+        stale = list(self.root.glob(".*.done.*.tmp"))
+        for p in stale:
+            p.unlink(missing_ok=True)
+        return len(stale)

@@ -269,6 +269,7 @@ def run_segmentation(input: str | Path, out: str | Path, model: str | Path | Non
         results = _run_local(pending, str(out), model_path, cfg, progress)
     else:
         results = _run_dask(client, pending, str(out), model_path, cfg, progress)
+    markers.remove_stale_writes()  # every frame is done: a killed worker's half-written marker goes
     totals: dict[str, float] = {}
     for r in results:
         for k, v in r.items():

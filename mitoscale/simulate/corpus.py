@@ -237,6 +237,7 @@ def write_corpus(
                                  key=f"simulate-chunk-{k:05d}-{run}", retries=1)
                    for k, a, b in todo]
         infos = run_futures(client, futures, desc="simulate", unit="chunk")
+    markers.remove_stale_writes()  # every chunk is done: a killed worker's half-written marker goes
     return {
         "chunks": len(ranges),
         "computed": len(todo),
