@@ -11,8 +11,15 @@ from mitoscale.config import add_override_args
 
 __all__ = ["register"]
 
-_EPILOG = """examples:
+_EPILOG = """presets (--preset NAME, or --config FILE):
+  paper   the method's Table 1 exactly (configs/simulate.yaml; the default)
+  broad   the training preset: long, curved, branched and crossing mitochondria on the whole
+          field, dots, uneven labelling, out-of-focus and cell haze, optics drawn per image,
+          a camera in ADU, 8-bit stretched images, 60-110 nm rendering (configs/simulate_broad.yaml)
+
+examples:
   mitoscale simulate --config configs/simulate.yaml --n-images 10000 --out corpus.zarr
+  mitoscale simulate --preset broad --n-images 10000 --out corpus_broad.zarr
   mitoscale simulate --n-images 64 --out corpus.zarr --scheduler tcp://host:8786
   mitoscale simulate preview corpus.zarr --out montage.png --n 8
 """
@@ -30,6 +37,8 @@ def register(subparsers) -> None:
     )
     p.add_argument("--config", default=None, metavar="YAML",
                    help="simulator config (default: built-in defaults = configs/simulate.yaml)")
+    p.add_argument("--preset", default=None, metavar="NAME",
+                   help="a shipped preset instead of --config: paper (Table 1) or broad (training)")
     add_override_args(p, "geometry.width_nm=[250,450]")
     p.add_argument("--n-images", type=int, default=None, metavar="N", help="number of 512x512 images")
     p.add_argument("--out", default=None, metavar="CORPUS", help="output corpus.zarr directory")
@@ -59,7 +68,7 @@ def _run(args: argparse.Namespace) -> int:
         raise InputError("--n-images and --out are required (see mitoscale simulate --help)")
     if args.n_images <= 0:
         raise InputError(f"--n-images must be positive, got {args.n_images}")
-    cfg = load_simulate_config(args.config, args.overrides)
+    cfg = load_simulate_config(args.config, args.overrides, preset=args.preset)
     # validate the output before starting a cluster
     from mitoscale.simulate.corpus import prepare_store
 

@@ -8,13 +8,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator, model_validator
+from typing import Literal
+
+from pydantic import Field, field_validator, model_serializer, model_validator
 
 from mitoscale.config import StrictModel, load_config
+from mitoscale.simulate.config_broad import BroadConfig
 from mitoscale.simulate.psf import Optics
 
 __all__ = ["GeometryConfig", "OpticsConfig", "ImagingConfig", "CorpusConfig",
-           "SimulateConfig", "load_simulate_config"]
+           "SimulateConfig", "load_simulate_config", "PRESETS", "preset_path"]
+
+#: name -> the shipped YAML file of each preset (``configs/`` in the repository and the package)
+PRESETS = {"paper": "simulate.yaml", "broad": "simulate_broad.yaml"}
 
 Range = tuple[float, float]
 IntRange = tuple[int, int]
@@ -122,16 +128,42 @@ class CorpusConfig(StrictModel):
 
 
 class SimulateConfig(StrictModel):
-    """Configuration of ``mitoscale simulate``; see ``configs/simulate.yaml``."""
+    """Configuration of ``mitoscale simulate``; see ``configs/simulate.yaml``.
 
+    ``preset: paper`` (the default) is the method's Table 1 and uses
+    ``geometry`` and ``imaging``; ``preset: broad`` uses the ``broad``
+    section instead (``configs/simulate_broad.yaml``, docs/simulate.md).
+    ``optics`` (its depth, PSF support and oversampling; the broad preset
+    draws the rest) and ``corpus`` serve both.
+    """
+
+    preset: Literal["paper", "broad"] = "paper"
     geometry: GeometryConfig = GeometryConfig()
     optics: OpticsConfig = OpticsConfig()
     imaging: ImagingConfig = ImagingConfig()
     corpus: CorpusConfig = CorpusConfig()
+    broad: BroadConfig = BroadConfig()
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        # the paper preset dumps (and hashes) exactly as before the broad preset existed
+        data = handler(self)
+        if self.preset == "paper":
+            data.pop("preset", None)
+            data.pop("broad", None)
+        return data
 
     @model_validator(mode="after")
     def _consistency(self):
         g, o = self.geometry, self.optics
+        if self.preset == "broad":
+            bg = self.broad.geometry
+            lowest = o.z0_depth_nm + bg.z_range_nm[0] - bg.width_nm[1] / 2
+            if lowest < 0:
+                raise ValueError(
+                    f"optics.z0_depth_nm={o.z0_depth_nm}: the widest tube at z={bg.z_range_nm[0]} would "
+                    f"reach {lowest:g} nm below the coverslip; raise z0_depth_nm")
+            return self
         lowest = o.z0_depth_nm + g.z_range_nm[0] - g.width_nm[1] / 2
         if lowest < 0:
             raise ValueError(
@@ -143,6 +175,27 @@ class SimulateConfig(StrictModel):
         return self
 
 
-def load_simulate_config(path: str | Path | None, overrides: list[str] | None = None) -> SimulateConfig:
-    """Read and validate ``configs/simulate.yaml`` (``None``: the defaults)."""
+def preset_path(name: str) -> Path:
+    """The shipped YAML file of a preset (``paper``, ``broad``)."""
+    from mitoscale.errors import ConfigError
+
+    if name not in PRESETS:
+        raise ConfigError(f"unknown simulator preset {name!r}; choose one of {', '.join(PRESETS)}")
+    here = Path(__file__).resolve().parents[1] / "configs" / PRESETS[name]   # installed package data
+    repo = Path(__file__).resolve().parents[2] / "configs" / PRESETS[name]   # source checkout
+    return here if here.is_file() else repo
+
+
+def load_simulate_config(path: str | Path | None, overrides: list[str] | None = None,
+                         preset: str | None = None) -> SimulateConfig:
+    """Read and validate a simulator config (``None``: the defaults, i.e. the paper preset).
+
+    ``preset`` names a shipped preset file (``paper``, ``broad``) instead of ``path``.
+    """
+    if preset is not None:
+        if path is not None:
+            from mitoscale.errors import ConfigError
+
+            raise ConfigError("give either --config or --preset, not both")
+        path = preset_path(preset)
     return load_config(path, SimulateConfig, overrides=overrides)

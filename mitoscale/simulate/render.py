@@ -26,7 +26,7 @@ or pixel size), one for the photon budget (``(0,)``) and one for the noise
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -51,6 +51,7 @@ class SimulatedImage:
     sbr: float  # the drawn SBR (definition in the module docstring)
     background: float  # expected background photons per pixel
     expected: np.ndarray  # (H, W) float32 noise-free expected photons
+    info: dict = field(default_factory=dict)  # broad preset: the optics and camera drawn
 
 
 def image_id(index: int) -> str:
@@ -141,6 +142,10 @@ def simulate_image(
     -------
     SimulatedImage
     """
+    if cfg.preset == "broad":
+        from mitoscale.simulate.broad import simulate_broad_image
+
+        return simulate_broad_image(cfg, seed, index, pixel_size_nm=pixel_size_nm, shape=shape)
     c = cfg.corpus
     p = float(pixel_size_nm or c.pixel_size_nm)
     if shape is None:
