@@ -37,6 +37,12 @@ mean_intensity : float
     Mean of the source image over the mask (NaN when no image is given).
 score : float
     Predicted IoU / confidence (NaN for ground truth).
+skeleton_length_um, n_branches, n_branch_points, n_end_points, mean_width_um, tortuosity, aspect_ratio, solidity
+    Shape columns (:data:`mitoscale.shape.SHAPE_COLUMNS`; semantics in
+    :mod:`mitoscale.shape`), written by :func:`instances_to_table`, hence by
+    the simulator's ground truth, ``segment`` and every baseline.  Optional on
+    reading: older tables without them still load, and
+    :func:`with_shape_columns` computes them from the masks.
 
 Other columns (method-specific records such as simulated length) may follow.
 
@@ -64,11 +70,13 @@ import pyarrow.parquet as pq
 
 from mitoscale.errors import InputError
 from mitoscale.io.atomic import atomic_write_bytes
+from mitoscale.shape import SHAPE_COLUMNS, shape_features
 
 __all__ = [
     "LOCATION_KEYS",
     "LOCATIONS_METADATA_KEY",
     "SCHEMA",
+    "OPTIONAL_SCHEMA",
     "encode_mask",
     "decode_mask",
     "mask_properties",
@@ -80,6 +88,7 @@ __all__ = [
     "read_table",
     "read_locations",
     "empty_table",
+    "with_shape_columns",
 ]
 
 LOCATION_KEYS = ["image_id", "well", "field", "t", "z"]
@@ -112,6 +121,9 @@ SCHEMA: dict[str, str] = {
     "mean_intensity": "float64",
     "score": "float64",
 }
+
+OPTIONAL_SCHEMA: dict[str, str] = {**SHAPE_COLUMNS}
+"""Columns coerced to these dtypes when present, but not required (older tables lack them)."""
 
 
 def encode_mask(mask: np.ndarray) -> tuple[tuple[int, int, int, int], bytes]:
@@ -162,12 +174,12 @@ def mask_properties(crop: np.ndarray, offset: tuple[int, int] = (0, 0)) -> dict[
 
 
 def empty_table() -> pd.DataFrame:
-    """A zero-row table with the schema's columns and dtypes."""
-    return _coerce(pd.DataFrame({c: [] for c in SCHEMA}))
+    """A zero-row table with the schema's columns (and the shape columns) and dtypes."""
+    return _coerce(pd.DataFrame({c: [] for c in [*SCHEMA, *SHAPE_COLUMNS]}))
 
 
 def _coerce(df: pd.DataFrame) -> pd.DataFrame:
-    for col, dtype in SCHEMA.items():
+    for col, dtype in {**SCHEMA, **OPTIONAL_SCHEMA}.items():
         if col not in df:
             continue
         if dtype == "bytes":
@@ -259,7 +271,8 @@ def instances_to_table(
     -------
     pandas.DataFrame
         Per-instance moments are computed for all masks at once
-        (:func:`mask_properties` is the same kernel for one crop).
+        (:func:`mask_properties` is the same kernel for one crop), and so
+        are the shape columns (:func:`mitoscale.shape.shape_features`).
     """
     masks = list(masks)
     n = len(masks)
@@ -303,6 +316,9 @@ def instances_to_table(
             "score": (np.asarray(scores, dtype=np.float64)[keep] if scores is not None
                       else np.full(k, np.nan)),
         })
+        shape_cols = shape_features(crops, pixel_size_um)
+        for col in SHAPE_COLUMNS:
+            df[col] = shape_cols[col].to_numpy()
     if extra:
         for key, values in extra.items():
             values = list(values)
@@ -327,6 +343,28 @@ def _typed_frame(columns: dict) -> pd.DataFrame:
         else:
             data[col] = np.asarray(v).astype(dtype, copy=False)
     return pd.DataFrame(data)
+
+
+def with_shape_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """The table with the shape columns, computed from the masks where a table lacks them.
+
+    A table that already has every shape column is returned unchanged (a
+    copy); an older table gets them from its exact masks, per pixel size.
+    """
+    df = df.copy()
+    if all(c in df.columns for c in SHAPE_COLUMNS):
+        return df
+    shape = pd.DataFrame(np.nan, index=df.index, columns=list(SHAPE_COLUMNS))
+    sizes = df["pixel_size_um"].to_numpy()
+    for size in np.unique(sizes):
+        rows = np.flatnonzero(sizes == size)
+        part = df.iloc[rows]
+        crops = [decode_mask((r.bbox_y0, r.bbox_x0, r.bbox_y1, r.bbox_x1), r.mask)
+                 for r in part.itertuples(index=False)]
+        shape.iloc[rows] = shape_features(crops, float(size)).to_numpy()
+    for col, dtype in SHAPE_COLUMNS.items():
+        df[col] = shape[col].astype(dtype).to_numpy()
+    return df
 
 
 def table_to_masks(df: pd.DataFrame, shape: tuple[int, int] | None = None) -> np.ndarray:
