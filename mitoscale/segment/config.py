@@ -107,6 +107,10 @@ class PostprocessConfig(StrictModel):
     off (the paper's clean-up exactly)."""
     largest_component: bool = True
     """Keep only the largest 8-connected component of each mask."""
+    stitch_iou: float | None = Field(0.5, gt=0, le=1)
+    """Masks cut by an inner tile edge are joined with a neighbouring tile's mask whose IoU with
+    them, inside the region both tiles cover, is at least this (one instance for an object longer
+    than a tile); ``null`` turns stitching off (suppression only)."""
 
 
 class OutputConfig(StrictModel):

@@ -9,8 +9,12 @@ Stitching
 ---------
 Prompts are sampled once per frame and each is decoded in exactly one tile
 (the one whose core holds it, see :mod:`mitoscale.segment.tiling`).  All
-candidates of all tiles are then moved to frame coordinates and go through
-one overlap suppression (:func:`~mitoscale.segment.postprocess.suppress_overlaps`).
+candidates of all tiles are then moved to frame coordinates.  Masks cut by an
+inner tile edge are joined with the masks of neighbouring tiles that agree
+with them where both tiles see (IoU >= ``postprocess.stitch_iou`` in the
+tiles' common region, :func:`~mitoscale.segment.postprocess.merge_across_tiles`),
+so an object longer than a tile comes back as one instance; then everything
+goes through one overlap suppression (:func:`~mitoscale.segment.postprocess.suppress_overlaps`).
 An object crossing a tile border is prompted from both sides, but both
 decodings see the whole object (the halo), agree, and the suppression keeps
 one: one instance, not two halves and not a duplicate.  One tile or many, the
@@ -37,7 +41,7 @@ from mitoscale.errors import InputError
 from mitoscale.io.tables import instances_to_table
 from mitoscale.model import normalize_intensity
 from mitoscale.segment.config import SegmentConfig
-from mitoscale.segment.postprocess import Candidate, largest_component, suppress_overlaps
+from mitoscale.segment.postprocess import Candidate, largest_component, merge_across_tiles, suppress_overlaps
 from mitoscale.segment.prompts import foreground, maxima_prompts, sample_prompts, smooth
 from mitoscale.segment.tile import TileStats, segment_tile
 from mitoscale.segment.tiling import Tile, assign_points, resample, resampled_shape, tile_grid
@@ -116,7 +120,10 @@ def run_tile(prep: PreparedFrame, tile_index: int, model, spec,
     h, w = prep.image.shape
     inner = (tile.y0 > 0, tile.x0 > 0, tile.y1 < h, tile.x1 < w)
     cands, stats = segment_tile(model, spec, img, prep.tile_prompts(tile), cfg, inner)
-    return [c.shifted(tile.y0, tile.x0) for c in cands], stats
+    out = [c.shifted(tile.y0, tile.x0) for c in cands]
+    for c in out:
+        c.tile = tile_index
+    return out, stats
 
 
 def map_to_input(c: Candidate, model_shape: tuple[int, int],
@@ -169,6 +176,8 @@ def finish_frame(prep: PreparedFrame, candidates: list[Candidate], image: np.nda
     """
     cfg = cfg or SegmentConfig()
     pc = cfg.postprocess
+    if pc.stitch_iou is not None and len(prep.tiles) > 1:
+        candidates = merge_across_tiles(candidates, prep.tiles, pc.stitch_iou, pc.min_area)
     kept = suppress_overlaps(candidates, pc.max_overlap, pc.fragment_score)
     kept.sort(key=lambda c: (-c.score, c.y0, c.x0))
     crops, offsets, scores, stab, py, px = [], [], [], [], [], []

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Candidate", "largest_component", "overlap", "suppress_overlaps", "STABILITY_OFFSET"]
+__all__ = ["Candidate", "largest_component", "overlap", "suppress_overlaps", "merge_across_tiles",
+           "STABILITY_OFFSET"]
 
 STABILITY_OFFSET = 1.0  # logit offset of SAM's stability score (SamAutomaticMaskGenerator's default)
 
@@ -57,6 +58,7 @@ class Candidate:
     score: float
     prompt: tuple[int, int] = (0, 0)
     truncated: bool = False
+    tile: int = -1  # index of the tile that decoded it (-1: unknown)
     area: int = field(init=False)
 
     def __post_init__(self):
@@ -75,7 +77,7 @@ class Candidate:
 
     def shifted(self, dy: int, dx: int) -> "Candidate":
         return Candidate(self.y0 + dy, self.x0 + dx, self.mask, self.logits, self.score,
-                         (self.prompt[0] + dy, self.prompt[1] + dx), self.truncated)
+                         (self.prompt[0] + dy, self.prompt[1] + dx), self.truncated, self.tile)
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:
@@ -139,3 +141,83 @@ def suppress_overlaps(cands: list[Candidate], max_overlap: float = 0.5,
         boxes[len(kept)] = (y0, x0, y1, x1)
         kept.append(c)
     return kept
+
+
+def _restricted(c: Candidate, box: tuple[int, int, int, int]) -> np.ndarray:
+    """``c``'s mask inside ``box`` (frame coordinates), as a full-box boolean array."""
+    y0, x0, y1, x1 = box
+    out = np.zeros((y1 - y0, x1 - x0), dtype=bool)
+    cy0, cx0, cy1, cx1 = c.bbox
+    iy0, ix0, iy1, ix1 = max(y0, cy0), max(x0, cx0), min(y1, cy1), min(x1, cx1)
+    if iy0 < iy1 and ix0 < ix1:
+        out[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0] = c.mask[iy0 - cy0:iy1 - cy0, ix0 - cx0:ix1 - cx0]
+    return out
+
+
+def _union(parts: list[Candidate]) -> Candidate:
+    y0 = min(c.y0 for c in parts)
+    x0 = min(c.x0 for c in parts)
+    y1 = max(c.bbox[2] for c in parts)
+    x1 = max(c.bbox[3] for c in parts)
+    mask = np.zeros((y1 - y0, x1 - x0), dtype=bool)
+    logits = np.full(mask.shape, -20.0, dtype=np.float16)
+    for c in parts:
+        sl = (slice(c.y0 - y0, c.y0 - y0 + c.mask.shape[0]), slice(c.x0 - x0, c.x0 - x0 + c.mask.shape[1]))
+        mask[sl] |= c.mask
+        logits[sl] = np.maximum(logits[sl], c.logits)
+    best = max(parts, key=lambda c: (c.score, c.area))
+    area = sum(c.area for c in parts)
+    score = sum(c.score * c.area for c in parts) / max(area, 1)  # area-weighted predicted IoU
+    return Candidate(y0, x0, largest_component(mask), logits, float(score), best.prompt, False, best.tile)
+
+
+def merge_across_tiles(cands: list[Candidate], tiles, min_iou: float = 0.5,
+                       min_pixels: int = 10) -> list[Candidate]:
+    """Stitch objects longer than a tile: join masks of neighbouring tiles that agree where both tiles see.
+
+    A mask cut by an inner tile edge (``truncated``) is compared with every
+    mask of another tile: inside the region both tiles cover, if the two
+    masks' IoU is at least ``min_iou`` (and both hold ``min_pixels`` there),
+    they are one object seen from two tiles, and they are replaced by their
+    union (transitively, so a tube across three tiles becomes one instance).
+    Masks that merely cross or touch in that region have a low IoU there and
+    stay apart.  Candidates without a tile (``tile == -1``) pass unchanged.
+    """
+    n = len(cands)
+    parent = list(range(n))
+
+    def find(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    boxes = np.array([c.bbox for c in cands], dtype=np.int64).reshape(-1, 4)
+    for i, a in enumerate(cands):
+        if not a.truncated or a.tile < 0:
+            continue
+        ta = tiles[a.tile]
+        y0, x0, y1, x1 = a.bbox
+        hit = np.flatnonzero((boxes[:, 0] < y1) & (boxes[:, 2] > y0) & (boxes[:, 1] < x1) & (boxes[:, 3] > x0))
+        for j in hit:
+            b = cands[j]
+            if b.tile < 0 or b.tile == a.tile or find(i) == find(j):
+                continue
+            tb = tiles[b.tile]
+            box = (max(ta.y0, tb.y0), max(ta.x0, tb.x0), min(ta.y1, tb.y1), min(ta.x1, tb.x1))
+            if box[0] >= box[2] or box[1] >= box[3]:
+                continue
+            ma, mb = _restricted(a, box), _restricted(b, box)
+            na, nb = int(ma.sum()), int(mb.sum())
+            if na < min_pixels or nb < min_pixels:
+                continue
+            inter = int(np.count_nonzero(ma & mb))
+            if inter / (na + nb - inter) >= min_iou:
+                parent[find(j)] = find(i)
+    groups: dict[int, list[int]] = {}
+    for i in range(n):
+        groups.setdefault(find(i), []).append(i)
+    out = []
+    for members in groups.values():
+        out.append(cands[members[0]] if len(members) == 1 else _union([cands[k] for k in members]))
+    return out

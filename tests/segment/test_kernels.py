@@ -181,3 +181,49 @@ def test_candidate_stability_score():
     assert c.area == 9
     assert c.stability == pytest.approx(6 / 12)
     assert c.shifted(5, 5).stability == c.stability
+
+
+def test_merge_across_tiles_joins_a_tube_longer_than_a_tile_and_keeps_crossings_apart():
+    from mitoscale.segment.postprocess import Candidate, merge_across_tiles, suppress_overlaps
+    from mitoscale.segment.tiling import tile_grid
+
+    tiles = tile_grid((256, 512), 256, 32, 1)  # three overlapping tiles side by side
+    assert len(tiles) == 3
+    a_t, m_t, b_t = tiles
+    y = 120
+    tube = np.zeros((256, 512), bool)
+    tube[y - 3:y + 3, 20:490] = True  # 470 px long: no tile sees it whole
+
+    def cand(region, tile, truncated, score=0.9):
+        m = tube.copy()
+        m[:, :region[0]] = False
+        m[:, region[1]:] = False
+        ys, xs = np.nonzero(m)
+        y0, x0, y1, x1 = ys.min(), xs.min(), ys.max() + 1, xs.max() + 1
+        crop = m[y0:y1, x0:x1]
+        c = Candidate(int(y0), int(x0), crop, np.where(crop, 5.0, -5.0).astype(np.float16), score,
+                      truncated=truncated)
+        c.tile = tile
+        return c
+
+    left = cand((a_t.x0, a_t.x1), 0, True)
+    mid = cand((m_t.x0, m_t.x1), 1, True, 0.7)
+    right = cand((b_t.x0, b_t.x1), 2, True, 0.8)
+    # a tube crossing the long one at right angles, seen by the right tile only
+    cross = np.zeros((256, 512), bool)
+    cross[60:200, 300:306] = True
+    ys, xs = np.nonzero(cross)
+    cc = Candidate(int(ys.min()), int(xs.min()), cross[ys.min():ys.max() + 1, xs.min():xs.max() + 1],
+                   np.full((np.ptp(ys) + 1, np.ptp(xs) + 1), 5.0, np.float16), 0.85)
+    cc.tile = 2
+    merged = merge_across_tiles([left, mid, right, cc], tiles)
+    assert len(merged) == 2
+    whole = max(merged, key=lambda c: c.area)
+    assert whole.area == int(tube.sum()) and whole.bbox == (y - 3, 20, y + 3, 490)
+    assert not whole.truncated
+    parts = (left, mid, right)
+    assert whole.score == pytest.approx(sum(c.score * c.area for c in parts) / sum(c.area for c in parts))
+    kept = suppress_overlaps(merged, 0.5, 0.6)
+    assert len(kept) == 2  # the crossing survives: its overlap with the tube is small
+    # without stitching the two halves are two instances (overlap below 0.5 of the smaller)
+    assert len(suppress_overlaps([left, right], 0.5, 0.0)) == 2
