@@ -28,7 +28,7 @@ beside it), ``shipped`` (the package's model), or ``git:REV`` (the shipped model
 REV, extracted with ``git show`` into a temporary folder; ``git:REV:PATH`` for another file).
 
 Outputs under ``--out`` (default benchmarks/real_fragmentation/): ``results.json`` (every
-number), ``results.md`` (the tables) and, with ``--tables``, ``instances/<method>/<image>.parquet``; overlay PNGs
+number) and ``results.md`` (the tables); with ``--tables DIR``, ``DIR/<method>/<image>.parquet``; overlay PNGs
 (``realfrag_<image>.png``: the crop with the most foreground, each method's outlines side by
 side) under ``--overlays`` (default docs/images); ``--update FILE`` replaces the block between
 ``<!-- real_fragmentation:begin -->`` and ``<!-- real_fragmentation:end -->`` in FILE.
@@ -261,7 +261,7 @@ def run(args) -> dict:
                 entry["methods"][label] = m
                 tables[label] = table
                 if args.tables:
-                    write_table(table, out / "instances" / label / f"{name}.parquet",
+                    write_table(table, Path(args.tables) / label / f"{name}.parquet",
                                 locations=[dict(image_id=name, well="", field=0, t=0, z=0)])
                 print(f"{name} {label}: {len(table)} instances, {seconds:.2f} s, "
                       f"{m['instances_per_10um']:.2f}/10 µm, coverage {m['coverage']:.3f}, "
@@ -306,7 +306,7 @@ def parse_args(argv=None):
     p.add_argument("--crop", type=int, default=0, help="use only the top-left N x N px of each image (tests)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1: on cores shared with other jobs, 2 threads ran 25x slower)")
-    p.add_argument("--tables", action="store_true", help="also write instances/<method>/<image>.parquet")
+    p.add_argument("--tables", default="", help="also write each instance table as TABLES/<method>/<image>.parquet")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "real_fragmentation"))
     p.add_argument("--overlays", default=str(ROOT / "docs" / "images"), help="overlay PNG folder ('' for none)")
     p.add_argument("--overlay-crop", type=int, default=512, help="edge of the overlays' crop (px)")

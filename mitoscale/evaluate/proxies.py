@@ -13,9 +13,11 @@ From it and a method's instance table:
 - ``dot_share_count`` / ``dot_share_area``: the analysis stage's dot rule
   (:func:`mitoscale.analyse.morphology.classify`).
 
-Skeleton lengths come from skan (sum of its path lengths, pixel centre to
-pixel centre, in µm): a 20 px straight line is 19 px long and a one-pixel
-skeleton (a dot) is 0 µm.
+Skeleton lengths are the instance table's ``skeleton_length_um`` (the shape
+kernel :mod:`mitoscale.shape`: skan's path lengths plus, at each end point,
+its distance to the mask edge, so a straight tube measures its full length);
+the foreground's skeleton is measured by the same kernel, as one mask in
+many pieces.  Tables without the shape columns get them from their masks.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import pandas as pd
 
 from mitoscale.io.tables import decode_mask
 
-__all__ = ["reference_foreground", "skeleton_length_um", "instance_skeleton_lengths", "union_mask",
+__all__ = ["reference_foreground", "skeleton_length_um", "union_mask",
            "proxy_metrics", "REFERENCE_SIGMA_UM"]
 
 REFERENCE_SIGMA_UM = 0.1
@@ -44,60 +46,16 @@ def reference_foreground(image: np.ndarray, pixel_size_um: float,
     return smooth > threshold_otsu(smooth)
 
 
-def _path_lengths_by_pixel(skeleton: np.ndarray, pixel_size_um: float, ids: np.ndarray,
-                           n: int) -> np.ndarray:
-    """Sum of skan's path lengths of ``skeleton`` per value of ``ids`` at each path's first pixel."""
-    import skan
-    from scipy import ndimage as ndi
-
-    out = np.zeros(n, dtype=float)
-    neighbours = ndi.convolve(skeleton.astype(np.uint8), np.ones((3, 3), np.uint8), mode="constant")
-    if not (skeleton & (neighbours > 1)).any():  # only isolated pixels: skan finds no path
-        return out
-    sk = skan.Skeleton(skeleton, spacing=pixel_size_um)
-    first = sk.paths.indices[sk.paths.indptr[:-1]]
-    y, x = sk.coordinates[first].astype(int).T
-    np.add.at(out, ids[y, x], sk.path_lengths())
-    return out
-
-
 def skeleton_length_um(mask: np.ndarray, pixel_size_um: float) -> float:
-    """Total skeleton length (µm) of a boolean mask (skimage skeleton, skan lengths)."""
-    from skimage.morphology import skeletonize
+    """Total skeleton length (µm) of a boolean mask in any number of pieces.
 
-    skel = skeletonize(np.asarray(mask, dtype=bool))
-    return float(_path_lengths_by_pixel(skel, pixel_size_um, skel.astype(np.int64), 2)[1])
-
-
-def instance_skeleton_lengths(table: pd.DataFrame, pixel_size_um: float | None = None,
-                              width: int = 2048) -> np.ndarray:
-    """Skeleton length (µm) of every row of an instance table, in row order.
-
-    Each mask is skeletonized on its own crop; the crops are packed into one
-    mosaic, 2 px apart, so that one skan call measures all of them and no two
-    instances' skeletons touch (overlapping instances are measured whole).
+    The instance table's ``skeleton_length_um`` definition (:mod:`mitoscale.shape`: skan path
+    lengths plus each end point's distance to the mask edge), so the foreground and the
+    instances are measured alike.
     """
-    from skimage.morphology import skeletonize
+    from mitoscale.shape import shape_features
 
-    n = len(table)
-    if n == 0:
-        return np.zeros(0)
-    px = float(table["pixel_size_um"].iloc[0]) if pixel_size_um is None else pixel_size_um
-    skels, places, y, x, row_h = [], [], 1, 1, 0
-    for row in table.itertuples(index=False):
-        s = skeletonize(decode_mask((row.bbox_y0, row.bbox_x0, row.bbox_y1, row.bbox_x1), row.mask))
-        h, w = s.shape
-        if x + w + 1 > max(width, w + 2):  # next shelf
-            y, x, row_h = y + row_h + 2, 1, 0
-        skels.append(s)
-        places.append((y, x))
-        x, row_h = x + w + 2, max(row_h, h)
-    mosaic = np.zeros((y + row_h + 1, max(width, max(s.shape[1] for s in skels) + 2)), dtype=bool)
-    ids = np.zeros(mosaic.shape, dtype=np.int64)
-    for k, (s, (py, px_)) in enumerate(zip(skels, places)):
-        mosaic[py:py + s.shape[0], px_:px_ + s.shape[1]] = s
-        ids[py:py + s.shape[0], px_:px_ + s.shape[1]][s] = k + 1
-    return _path_lengths_by_pixel(mosaic, px, ids, n + 1)[1:]
+    return float(shape_features([np.asarray(mask, dtype=bool)], pixel_size_um)["skeleton_length_um"].iloc[0])
 
 
 def union_mask(table: pd.DataFrame, shape: tuple[int, int]) -> np.ndarray:
@@ -120,17 +78,18 @@ def proxy_metrics(table: pd.DataFrame, foreground: np.ndarray, pixel_size_um: fl
     """
     from mitoscale.analyse.config import DOT_MAX_AREA_UM2
     from mitoscale.analyse.morphology import classify
+    from mitoscale.io.tables import with_shape_columns
 
     dot_max = DOT_MAX_AREA_UM2 if dot_max_area_um2 is None else dot_max_area_um2
     if foreground_skeleton_um is None:
         foreground_skeleton_um = skeleton_length_um(foreground, pixel_size_um)
+    n = len(table)
     union = union_mask(table, foreground.shape)
-    lengths = instance_skeleton_lengths(table, pixel_size_um)
+    lengths = with_shape_columns(table)["skeleton_length_um"].to_numpy(dtype=float) if n else np.zeros(0)
     area = table["area_um2"].to_numpy(dtype=float)
     dots = classify(area, dot_max) == "dot"
     fg, un = int(foreground.sum()), int(union.sum())
     covered = int((union & foreground).sum())
-    n = len(table)
     return {
         "n_instances": n,
         "foreground_px": fg, "foreground_skeleton_um": float(foreground_skeleton_um),
