@@ -182,8 +182,9 @@ def to_markdown(res: dict) -> str:
              f"{res['machine']['cpus']} cores, torch threads {res['threads']}; load average "
              f"{res['load_before']} before, {res['load_after']} after (the cores are shared with other jobs, "
              "so times are noisy).  Reference foreground: Otsu on a Gaussian of "
-             f"σ = {res['sigma_um']} µm ({res['sigma_um'] / res['pixel_size_um']:g} px), the same for every "
-             f"method; {res['pixel_size_um']} µm/px.", "",
+             f"σ = {res['sigma_um']} µm ({res['sigma_um'] / res['pixel_size_um']:g} px)"
+             + (f" minus a Gaussian of σ = {res['background_um']} µm" if res.get("background_um") else "")
+             + f", the same for every method; {res['pixel_size_um']} µm/px.", "",
              f"Command: `{res['command']}`", ""]
     for label, i in res["methods"].items():
         lines.append(f"- `{label}`: {i['source']}" + (f" ({i['spec']})" if i.get("spec") else ""))
@@ -245,7 +246,7 @@ def run(args) -> dict:
             seg(warm, px, dict(image_id="warmup"))
         per_image, rows = [], {}
         for dataset, name, image in images:
-            fg = reference_foreground(image, px, args.sigma_um)
+            fg = reference_foreground(image, px, args.sigma_um, args.background_um)
             fg_len = skeleton_length_um(fg, px)
             entry = {"dataset": dataset, "image": name, "shape": list(image.shape), "foreground_px": int(fg.sum()),
                      "foreground_skeleton_um": fg_len, "methods": {}}
@@ -278,7 +279,8 @@ def run(args) -> dict:
                        "processor": platform.processor() or platform.machine()},
            "threads": args.threads, "load_before": load_before, "load_after": _load(),
            "command": "python benchmarks/real_fragmentation.py " + " ".join(args.argv),
-           "data": str(data), "pixel_size_um": px, "sigma_um": args.sigma_um, "methods": info,
+           "data": str(data), "pixel_size_um": px, "sigma_um": args.sigma_um,
+           "background_um": args.background_um, "methods": info,
            "datasets": datasets, "targets": targets(datasets, info), "images": per_image}
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(res, indent=1, default=float) + "\n")
@@ -302,6 +304,8 @@ def parse_args(argv=None):
     p.add_argument("--pixel-size", type=float, default=0.08, help="µm per pixel of every image (READMEs: 0.08)")
     p.add_argument("--sigma-um", type=float, default=None,
                    help="Gaussian σ of the reference foreground in µm (default 0.1)")
+    p.add_argument("--background-um", type=float, default=0.0,
+                   help="subtract a Gaussian of this σ (µm) before Otsu (default 0: the issue's reference)")
     p.add_argument("--images", default="", help="only these image stems (comma-separated)")
     p.add_argument("--crop", type=int, default=0, help="use only the top-left N x N px of each image (tests)")
     p.add_argument("--threads", type=int, default=1,

@@ -18,7 +18,7 @@ import pandas as pd
 
 from mitoscale.io.tables import decode_mask
 
-__all__ = ["table_layers", "choose_crop", "write_method_overlays"]
+__all__ = ["table_layers", "choose_crop", "write_method_overlays", "compact_png"]
 
 
 def table_layers(table: pd.DataFrame, shape: tuple[int, int],
@@ -137,5 +137,15 @@ def write_method_overlays(image: np.ndarray, tables: dict[str, pd.DataFrame], pa
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, compact_png(buf.getvalue()))
     return path
+
+
+def compact_png(data: bytes, colours: int = 256) -> bytes:
+    """Re-encode a PNG as an optimised palette PNG (grey image + outlines: ~3x smaller, same look)."""
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.open(io.BytesIO(data)).convert("RGB").quantize(colours, method=Image.Quantize.MEDIANCUT).save(
+        out, format="PNG", optimize=True)
+    return out.getvalue()

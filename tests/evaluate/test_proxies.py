@@ -82,6 +82,18 @@ def test_reference_foreground_is_otsu_on_the_smoothed_image():
     assert not reference_foreground(np.ones((8, 8)), PX).any()  # flat image: no foreground
 
 
+def test_background_variant_drops_diffuse_haze():
+    """A broad haze brighter than the dim bars: Otsu takes the haze; minus a 2 µm Gaussian, the bars."""
+    yy, xx = np.mgrid[:96, :128]
+    haze = 120.0 * np.exp(-((yy - 48) ** 2 + (xx - 110) ** 2) / (2 * 60.0 ** 2))  # σ 4.8 µm
+    im = haze + bars_image() * 0.5
+    plain = reference_foreground(im, PX)
+    assert plain[48, 110] and plain[30, 100]  # haze, off every bar
+    sub = reference_foreground(im, PX, background_um=2.0)
+    assert not sub[48, 110] and not sub[30, 100]
+    assert sub[17, 30] and sub[47, 30] and sub[77, 30] and sub[47, 75]  # every bar, also on the haze
+
+
 def test_metrics_against_hand_computed_values():
     im = bars_image()
     fg = reference_foreground(im, PX)
