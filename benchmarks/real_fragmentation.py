@@ -112,17 +112,27 @@ def find_images(data: Path, pixel_size_um: float, only: list[str] | None):
                          + (f" named {', '.join(only)}" if only else ""))
 
 
-def make_methods(args, tmp: Path) -> dict:
+def resolve_models(args, tmp: Path) -> list[tuple[str, str | None, str]]:
+    """Every ``--model`` resolved (checked, git revisions extracted) before anything is loaded."""
+    from mitoscale.errors import InputError
+
+    models = [resolve_model(text, tmp) for text in args.model or ["mitoscale=shipped"]]
+    labels = [m[0] for m in models]
+    for label in labels:
+        if labels.count(label) > 1 or label in BASELINES:
+            raise InputError(f"--model: label {label!r} used twice or a baseline's name")
+    return models
+
+
+def make_methods(args, models: list[tuple[str, str | None, str]]) -> dict:
     """{label: segmenter(image, px, keys) -> table}; descriptions in ``make_methods.info``."""
     from compare_methods import make_segmenter
 
     from mitoscale.errors import InputError
 
     methods, info = {}, {}
-    for text in args.model or ["mitoscale=shipped"]:
-        label, path, desc = resolve_model(text, tmp)
-        if label in methods or label in BASELINES:
-            raise InputError(f"--model {text}: label {label!r} used twice or a baseline's name")
+    for label, path, desc in models:
+        text = f"{label}={desc}"
         seg = make_segmenter("mitoscale", argparse.Namespace(model=path, segment_config=args.segment_config))
         if isinstance(seg, str):
             raise InputError(f"--model {text}: {seg}")
@@ -236,8 +246,9 @@ def run(args) -> dict:
     only = [s for s in args.images.split(",") if s] if args.images else None
     load_before = _load()
     with tempfile.TemporaryDirectory() as tmp:
-        images = list(find_images(data, px, only))  # bad input fails before any model loads
-        methods = make_methods(args, Path(tmp))
+        models = resolve_models(args, Path(tmp))  # bad input fails before any image or model loads
+        images = list(find_images(data, px, only))
+        methods = make_methods(args, models)
         info = make_methods.info
         if args.crop:
             images = [(d, n, im[:args.crop, :args.crop]) for d, n, im in images]

@@ -214,8 +214,29 @@ def test_real_fragmentation_script_end_to_end(tmp_path, capsys):
     (["--model", "nolabel"], "LABEL=PATH"),
     (["--model", "x=git:0000000"], "git show"),
     (["--model", "x=/no/such.safetensors"], "not found"),
+    (["--model", "a=shipped", "--model", "a=shipped"], "used twice"),
+    (["--model", "nellie=shipped"], "used twice or a baseline"),
 ])
 def test_real_fragmentation_bad_input_is_one_line(tmp_path, capsys, argv, message):
+    if "--data" not in argv:
+        argv = argv + ["--data", str(tmp_path)]  # empty: model errors must come first
     rc = _script().main(argv + ["--baselines", "", "--out", str(tmp_path), "--overlays", ""])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and message in err[0]
+
+
+def test_model_from_a_git_revision_loads(tmp_path):
+    """``LABEL=git:REV`` extracts the shipped weights and their JSON as committed, loadable."""
+    import subprocess
+
+    from mitoscale.model import load_model
+
+    if subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True).returncode:
+        pytest.skip("not a git checkout")
+    label, path, desc = _script().resolve_model("old=git:HEAD", tmp_path)
+    assert label == "old" and desc.endswith("at HEAD")
+    committed = subprocess.run(["git", "-C", str(ROOT), "show", "HEAD:mitoscale/weights/mitoscale-small.json"],
+                               capture_output=True, check=True).stdout
+    assert Path(path).with_suffix(".json").read_bytes() == committed
+    _, spec, _ = load_model(path)
+    assert spec.name
