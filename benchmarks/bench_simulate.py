@@ -121,10 +121,15 @@ def fft_floor(stack, shape, n_planes):
                 n_focal=n_focal, n_planes=n_planes)
 
 
-def _warm():
+def _warm(cfg_json=None):
     from mitoscale.simulate import SimulateConfig, simulate_image
 
-    simulate_image(SimulateConfig(), 0, 0)
+    cfg = SimulateConfig() if cfg_json is None else SimulateConfig.model_validate_json(cfg_json)
+    if cfg.preset == "broad":
+        from mitoscale.simulate.broad import warm_bank
+
+        warm_bank(cfg, 0)  # every optics configuration of the bank, as a long corpus run amortises it
+    simulate_image(cfg, 0, 0)
     return os.getpid()
 
 
@@ -144,7 +149,7 @@ def throughput(cfg, n_images, workers, tmp):
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                       host="127.0.0.1") as cluster, Client(cluster) as client:
         t0 = time.perf_counter()
-        client.run(_warm)
+        client.run(_warm, cfg.model_dump_json())
         warm = time.perf_counter() - t0
         out = Path(tmp) / f"bench-{workers}.zarr"
         shutil.rmtree(out, ignore_errors=True)
@@ -166,6 +171,7 @@ def main(argv=None):
     ap.add_argument("--n-images", type=int, default=240)
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--results", default=None, help="write the Markdown report here")
+    ap.add_argument("--preset", default="paper", choices=["paper", "broad"])
     args = ap.parse_args(argv)
     os.environ.setdefault("MITOSCALE_NO_PROGRESS", "1")
     from threadpoolctl import threadpool_limits
@@ -174,7 +180,11 @@ def main(argv=None):
     from mitoscale.cluster.worker import tune_malloc as _tune_malloc
 
     _tune_malloc()  # as in the corpus workers
-    cfg = SimulateConfig()
+    from mitoscale.simulate.config import load_simulate_config
+
+    cfg = load_simulate_config(None, preset=args.preset)
+    if args.preset == "broad":
+        return _broad_report(cfg, args)
     lines = [
         "# Simulator benchmark (`benchmarks/bench_simulate.py`)",
         "",
@@ -213,6 +223,57 @@ def main(argv=None):
         "| worker warm-up (s) | peak RSS per worker (MiB) | load avg start/end | disk per image (KiB) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
+    tmp = tempfile.mkdtemp(prefix="bench-simulate-")
+    results = []
+    try:
+        for w in args.workers:
+            r = throughput(cfg, args.n_images, w, tmp)
+            results.append(r)
+            lines.append(f"| {w} | {r['rate']:.1f} | {r['seconds']:.1f} | {r['cpu_per_image'] * 1e3:.0f} | "
+                         f"{r['capacity']:.1f} | {r['warm']:.1f} | {r['rss']:.0f} | "
+                         f"{r['load'][0]:.1f} / {r['load'][1]:.1f} | {r['bytes_per_image'] / 1024:.0f} |")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if len(results) >= 2:
+        lines += ["", f"Speed-up {results[-1]['workers']} vs {results[0]['workers']} workers: "
+                      f"{results[-1]['rate'] / results[0]['rate']:.2f} x"]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.results:
+        Path(args.results).write_text(text)
+
+
+def _broad_report(cfg, args):
+    """Broad preset: per-image cost on one core (warm bank), then throughput on 1 and 2 workers."""
+    from threadpoolctl import threadpool_limits
+
+    from mitoscale.simulate import simulate_image
+    from mitoscale.simulate.broad import warm_bank
+
+    lines = [
+        "# Simulator benchmark, broad preset (`benchmarks/bench_simulate.py --preset broad`)", "",
+        f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; machine: {os.cpu_count()} cores, "
+        f"{_cpu_model()}; load average at start: {os.getloadavg()[0]:.1f}",
+        f"- command: `.venv/bin/python benchmarks/bench_simulate.py {' '.join(sys.argv[1:])}`", "",
+    ]
+    with threadpool_limits(1):
+        t0 = time.perf_counter()
+        n_bank = warm_bank(cfg, 0)
+        setup = time.perf_counter() - t0
+        times, counts = [], []
+        for i in range(16):
+            t1 = time.perf_counter()
+            s = simulate_image(cfg, 0, i)
+            times.append(time.perf_counter() - t1)
+            counts.append(len(s.table))
+    lines += ["## One 512 x 512 image, one core, bank warm", "",
+              f"- OTF stacks of the {n_bank} bank configurations (once per worker process): {setup:.1f} s",
+              f"- per image over 16 images: min {min(times) * 1e3:.0f} ms, median {np.median(times) * 1e3:.0f} ms, "
+              f"max {max(times) * 1e3:.0f} ms; {np.mean(counts):.0f} instances per image on average", "",
+              "## Throughput (write_corpus, LocalCluster, after each worker warmed its bank)", "",
+              "| workers | images/s (wall) | wall (s) | worker CPU ms / image | images/s at 1 core per worker (CPU) "
+              "| worker warm-up (s) | peak RSS per worker (MiB) | load avg start/end | disk per image (KiB) |",
+              "|---|---|---|---|---|---|---|---|---|"]
     tmp = tempfile.mkdtemp(prefix="bench-simulate-")
     results = []
     try:

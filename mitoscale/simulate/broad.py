@@ -37,7 +37,7 @@ from mitoscale.simulate.imaging import _compute_otf_stack, focal_scan_max
 from mitoscale.simulate.psf import Optics
 from mitoscale.simulate.raster import rasterise
 
-__all__ = ["BankEntry", "optics_bank", "simulate_broad_image", "render_layout", "camera_frame"]
+__all__ = ["BankEntry", "optics_bank", "warm_bank", "simulate_broad_image", "render_layout", "camera_frame"]
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,30 @@ def _bank(optics_json: str, seed: int) -> list[BankEntry]:
             focal = tuple(float(v) for v in np.linspace(0.0, span, n))
         out.append(BankEntry(optics, float(rng.uniform(*o.render_pixel_nm)), focal))
     return out
+
+
+def _planes(cfg: SimulateConfig) -> tuple[float, ...]:
+    """Object-plane heights covering every in-focus object of the broad preset."""
+    b = cfg.broad
+    g = b.geometry
+    wmax = max(g.width_nm[1], g.dot_diameter_nm[1])
+    dz = b.optics.object_plane_spacing_nm
+    z_lo, z_hi = g.z_range_nm[0] - wmax / 2, g.z_range_nm[1] + wmax / 2
+    return tuple(float(z_lo + j * dz) for j in range(int(math.ceil((z_hi - z_lo) / dz - 1e-9)) + 1))
+
+
+def _render_shape(shape: tuple[int, int], p_out: float, p_r: float) -> tuple[int, int]:
+    return max(1, round(shape[0] * p_out / p_r)), max(1, round(shape[1] * p_out / p_r))
+
+
+def warm_bank(cfg: SimulateConfig, seed: int, shape: tuple[int, int] | None = None) -> int:
+    """Compute (and cache in this process) the OTF stack of every bank entry; returns their count."""
+    c, o = cfg.corpus, cfg.optics
+    shape = shape or (c.image_px, c.image_px)
+    for e in optics_bank(cfg, seed):
+        _stack(e.optics, e.render_pixel_nm, _render_shape(shape, c.pixel_size_nm, e.render_pixel_nm),
+               _planes(cfg), e.focal_z_nm, o.z0_depth_nm, o.psf_radius_nm, o.oversample)
+    return len(optics_bank(cfg, seed))
 
 
 @lru_cache(maxsize=64)
@@ -159,17 +183,14 @@ def render_layout(cfg: SimulateConfig, layout: FieldLayout, entry: BankEntry, bu
     b_cfg, c = cfg.broad, cfg.corpus
     h, w = shape
     p_r = entry.render_pixel_nm
-    hr, wr = max(1, round(h * p_out / p_r)), max(1, round(w * p_out / p_r))
+    hr, wr = _render_shape((h, w), p_out, p_r)
     objs = layout.objects
     tubes = [t for o in objs for t in o.tubes]
     groups = np.repeat(np.arange(len(objs)), [len(o.tubes) for o in objs])
     bright = np.array([o.brightness for o in objs])
 
     g, o = b_cfg.geometry, cfg.optics
-    wmax = max(g.width_nm[1], g.dot_diameter_nm[1])
-    dz = b_cfg.optics.object_plane_spacing_nm
-    z_lo, z_hi = g.z_range_nm[0] - wmax / 2, g.z_range_nm[1] + wmax / 2
-    planes = tuple(float(z_lo + j * dz) for j in range(int(math.ceil((z_hi - z_lo) / dz - 1e-9)) + 1))
+    planes = _planes(cfg)
     stack = _stack(entry.optics, p_r, (hr, wr), planes, entry.focal_z_nm, o.z0_depth_nm,
                    o.psf_radius_nm, o.oversample)
     density, masks_r = rasterise(tubes, (hr, wr), p_r, np.asarray(planes), stack.margin_px,
