@@ -71,3 +71,20 @@ def test_a_12um_tube_across_tile_borders_is_one_instance(shipped):
     m = hits[0]
     dice = 2 * (m & truth).sum() / (m.sum() + truth.sum())
     assert dice >= 0.7, dice
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="issue 16 not met: the shipped model returns pieces of each tube at a "
+                   "crossing (Dice 0.45-0.62 per piece), not two whole overlapping instances")
+def test_two_crossing_tubes_are_two_whole_overlapping_instances(shipped):
+    model, spec = shipped
+    a = _tube(C - 5000, C, C + 5000, C)
+    b = _tube(C, C - 5000, C, C + 5000, z=950.0)
+    s = _scene([a, b])
+    table = segment_frame(s.image, 0.08, model, spec, SegmentConfig())
+    for k in (1, 2):
+        truth = (s.labels == k).any(axis=0)
+        hits = _instances_on(table, truth)
+        assert len(hits) == 1
+        m = hits[0]
+        assert 2 * (m & truth).sum() / (m.sum() + truth.sum()) >= 0.7
