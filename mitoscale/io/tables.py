@@ -122,8 +122,9 @@ SCHEMA: dict[str, str] = {
     "score": "float64",
 }
 
-OPTIONAL_SCHEMA: dict[str, str] = {**SHAPE_COLUMNS}
-"""Columns coerced to these dtypes when present, but not required (older tables lack them)."""
+OPTIONAL_SCHEMA: dict[str, str] = {**SHAPE_COLUMNS, "track_id": "int64", "parent_track_ids": "list[int64]"}
+"""Columns coerced to these dtypes when present, but not required (older tables lack them).
+``track_id`` / ``parent_track_ids`` are written by ``mitoscale track`` (docs/track.md)."""
 
 
 def encode_mask(mask: np.ndarray) -> tuple[tuple[int, int, int, int], bytes]:
@@ -184,6 +185,9 @@ def _coerce(df: pd.DataFrame) -> pd.DataFrame:
             continue
         if dtype == "bytes":
             df[col] = df[col].astype(object)
+        elif dtype == "list[int64]":
+            df[col] = pd.Series([[int(x) for x in v] if v is not None else [] for v in df[col]],
+                                index=df.index, dtype=object)
         elif dtype == "string":
             df[col] = df[col].astype(str)
         else:
@@ -438,6 +442,9 @@ def write_table(df: pd.DataFrame, path: str | Path, locations=None) -> None:
     """
     df = validate_table(df)
     table = pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False)
+    for col in [c for c, d in OPTIONAL_SCHEMA.items() if d == "list[int64]" and c in table.column_names]:
+        i = table.column_names.index(col)
+        table = table.set_column(i, pa.field(col, pa.list_(pa.int64())), table.column(col).cast(pa.list_(pa.int64())))
     if locations is not None:
         locs = _locations_frame(pd.concat([_locations_frame(locations), df[LOCATION_KEYS]], ignore_index=True))
         payload = json.dumps({"keys": LOCATION_KEYS, "locations": locs.to_numpy().tolist()},

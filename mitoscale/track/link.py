@@ -1,0 +1,227 @@
+"""Tracking kernel: one timelapse's instance table -> tracks, fission and fusion.
+
+Linking, gap closing, splitting (fission) and merging (fusion) are solved by
+laptrack's LAP tracker (Jaqaman et al. 2008); this module only defines the
+costs, from mask overlap and centroid distance in µm, and turns laptrack's
+tree into mitoscale's columns and event table.
+
+Costs (``d``: centroid distance in µm after drift correction, ``D``:
+``max_distance_um``, ``w``: ``overlap_weight``)
+- link t -> t+1: ``(d / D)^2 + w (1 - IoU)``, only where ``d <= D``;
+- gap closing over ``k`` frames: the same with ``D sqrt(k)`` (diffusive motion);
+- fission parent -> child, fusion parent -> child: ``(d / De)^2 + w (1 - cover)``,
+  where ``cover`` is the fraction of the smaller side (the fission child, the
+  fusion parent) inside the other mask, only where ``cover >= event_min_cover``
+  and ``d <= De`` (``event_max_distance_um``).
+
+Track semantics (those of the Cell Tracking Challenge and laptrack): a track
+is a run of one object without events; at a fission the parent track ends and
+two child tracks start (``parent_track_ids = [parent]``); at a fusion the two
+parent tracks end and one child track starts (``parent_track_ids = [a, b]``).
+A track that skips missing frames (gap closing) keeps its id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from mitoscale.errors import InputError
+from mitoscale.io.tables import decode_mask
+from mitoscale.track.config import TrackConfig
+
+__all__ = ["TrackResult", "track_timelapse", "estimate_drift"]
+
+
+@dataclass
+class TrackResult:
+    """Rows of the input with ``track_id``/``parent_track_ids``, and the event table."""
+
+    instances: pd.DataFrame
+    events: pd.DataFrame
+    drift_px: np.ndarray  # (n_frames, 2) cumulative (dy, dx) of each frame against the first
+
+
+EVENT_COLUMNS = ["event", "t", "parent_track_ids", "child_track_ids", "y", "x", "y_um", "x_um"]
+
+
+def estimate_drift(df: pd.DataFrame, frames: list[int], shape: tuple[int, int]) -> np.ndarray:
+    """Cumulative stage drift (dy, dx) in pixels of each frame against the first.
+
+    Phase correlation (``skimage.registration.phase_cross_correlation``) of the
+    union of the masks of consecutive frames; frames without instances inherit
+    the drift of the previous one.
+    """
+    from skimage.registration import phase_cross_correlation
+
+    def union(t):
+        img = np.zeros(shape, dtype=np.float32)
+        for r in df[df["t"] == t].itertuples(index=False):
+            img[r.bbox_y0:r.bbox_y1, r.bbox_x0:r.bbox_x1] += decode_mask(
+                (r.bbox_y0, r.bbox_x0, r.bbox_y1, r.bbox_x1), r.mask)
+        return img
+
+    drift = np.zeros((len(frames), 2))
+    prev = union(frames[0]) if frames else None
+    for k in range(1, len(frames)):
+        cur = union(frames[k])
+        step = np.zeros(2)
+        if prev.any() and cur.any():
+            shift, _, _ = phase_cross_correlation(prev, cur, upsample_factor=1, normalization=None)
+            step = -np.asarray(shift, dtype=float)  # cur is prev moved by -shift
+        drift[k] = drift[k - 1] + step
+        prev = cur
+    return drift
+
+
+class _Costs:
+    """Overlap-and-distance costs between rows, for laptrack's callable metrics."""
+
+    def __init__(self, df: pd.DataFrame, frame_of: np.ndarray, drift: np.ndarray, px: float,
+                 cfg: TrackConfig):
+        self.frame = frame_of
+        self.box = df[["bbox_y0", "bbox_x0", "bbox_y1", "bbox_x1"]].to_numpy(np.int64)
+        self.masks = [decode_mask(b, m) for b, m in zip(self.box, df["mask"])]
+        self.area = df["area_px"].to_numpy(np.float64)
+        self.drift = np.rint(drift).astype(np.int64)
+        self.cfg = cfg
+        self._inter: dict[tuple[int, int], float] = {}
+
+    def intersection(self, a: int, b: int) -> float:
+        """Pixels of ``a``'s mask and ``b``'s, ``b`` moved back by the drift between their frames."""
+        key = (a, b)
+        if key not in self._inter:
+            sy, sx = self.drift[self.frame[b]] - self.drift[self.frame[a]]
+            ay0, ax0, ay1, ax1 = self.box[a]
+            by0, bx0, by1, bx1 = self.box[b] - (sy, sx, sy, sx)
+            y0, y1, x0, x1 = max(ay0, by0), min(ay1, by1), max(ax0, bx0), min(ax1, bx1)
+            val = 0.0
+            if y0 < y1 and x0 < x1:
+                ma = self.masks[a][y0 - ay0:y1 - ay0, x0 - ax0:x1 - ax0]
+                mb = self.masks[b][y0 - by0:y1 - by0, x0 - bx0:x1 - bx0]
+                val = float(np.count_nonzero(ma & mb))
+            self._inter[key] = val
+        return self._inter[key]
+
+    def _order(self, u, v) -> tuple[int, int, float]:
+        a, b = int(u[0]), int(v[0])
+        if self.frame[a] > self.frame[b]:
+            a, b = b, a
+        d = float(np.hypot(u[1] - v[1], u[2] - v[2]))
+        return a, b, d
+
+    def link(self, u, v) -> float:
+        a, b, d = self._order(u, v)
+        limit = self.cfg.max_distance_um * np.sqrt(max(self.frame[b] - self.frame[a], 1))
+        if d > limit:
+            return np.inf
+        inter = self.intersection(a, b)
+        iou = inter / (self.area[a] + self.area[b] - inter)
+        return (d / limit) ** 2 + self.cfg.overlap_weight * (1.0 - iou)
+
+    def _event(self, u, v, small_is_later: bool) -> float:
+        a, b, d = self._order(u, v)
+        if d > self.cfg.event_max_distance_um:
+            return np.inf
+        cover = self.intersection(a, b) / self.area[b if small_is_later else a]
+        if cover < self.cfg.event_min_cover:
+            return np.inf
+        return (d / self.cfg.event_max_distance_um) ** 2 + self.cfg.overlap_weight * (1.0 - cover)
+
+    def split(self, u, v) -> float:  # parent (earlier) -> fission child (later, the smaller)
+        return self._event(u, v, True)
+
+    def merge(self, u, v) -> float:  # fusion parent (earlier, the smaller) -> child (later)
+        return self._event(u, v, False)
+
+
+def _pixel_size(df: pd.DataFrame) -> float:
+    sizes = np.unique(df["pixel_size_um"].to_numpy())
+    if sizes.size != 1 and not np.allclose(sizes, sizes[0], rtol=1e-6):
+        raise InputError(f"frames with different pixel sizes in one timelapse: {sorted(sizes.tolist())} µm")
+    return float(sizes[0])
+
+
+def track_timelapse(df: pd.DataFrame, cfg: TrackConfig | None = None,
+                    frames: list[int] | None = None) -> TrackResult:
+    """Track the instances of one timelapse (one image_id, well, field and z).
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Instance table rows of every frame of the timelapse.
+    cfg : TrackConfig
+    frames : list of int, optional
+        Every time point of the timelapse, those without instances included
+        (default: the ``t`` values of ``df``).
+
+    Returns
+    -------
+    TrackResult
+        ``instances``: ``df`` sorted by (t, instance_id) with ``track_id``
+        (int64, 1-based) and ``parent_track_ids`` (list of int); ``events``:
+        one row per fission/fusion (:data:`EVENT_COLUMNS`).
+    """
+    from laptrack import LapTrack
+
+    cfg = cfg or TrackConfig()
+    df = df.sort_values(["t", "instance_id"]).reset_index(drop=True)
+    frames = sorted(set(frames if frames is not None else []) | set(df["t"].astype(int)))
+    if len(df) == 0:
+        out = df.assign(track_id=pd.Series(dtype="int64"), parent_track_ids=pd.Series(dtype=object))
+        return TrackResult(out, pd.DataFrame(columns=EVENT_COLUMNS), np.zeros((len(frames), 2)))
+    px = _pixel_size(df)
+    shape = (int(df["image_height"].max()), int(df["image_width"].max()))
+    index_of = {t: k for k, t in enumerate(frames)}
+    frame_of = df["t"].map(index_of).to_numpy(np.int64)
+    drift = estimate_drift(df, frames, shape) if cfg.drift_correction and len(frames) > 1 \
+        else np.zeros((len(frames), 2))
+    costs = _Costs(df, frame_of, drift, px, cfg)
+    coords = pd.DataFrame({
+        "frame": frame_of, "row": np.arange(len(df), dtype=np.float64),
+        "y": (df["centroid_y"].to_numpy() - drift[frame_of, 0]) * px,
+        "x": (df["centroid_x"].to_numpy() - drift[frame_of, 1]) * px,
+    })
+    cut = 1.0 + cfg.overlap_weight + 1e-9
+    lt = LapTrack(
+        metric=costs.link, cutoff=cut,
+        gap_closing_metric=costs.link, gap_closing_cutoff=cut if cfg.gap_frames else False,
+        gap_closing_max_frame_count=cfg.gap_frames + 1,
+        splitting_metric=costs.split, splitting_cutoff=cut if cfg.events else False,
+        merging_metric=costs.merge, merging_cutoff=cut if cfg.events else False,
+    )
+    track_df, split_df, merge_df = lt.predict_dataframe(coords, ["row", "y", "x"], frame_col="frame",
+                                                        only_coordinate_cols=False)
+    rows = track_df["row"].to_numpy().astype(np.int64)
+    track_id = np.empty(len(df), dtype=np.int64)
+    track_id[rows] = track_df["track_id"].to_numpy() + 1
+    parents: dict[int, list[int]] = {}
+    for table in (split_df, merge_df):
+        for p, c in zip(table.get("parent_track_id", []), table.get("child_track_id", [])):
+            parents.setdefault(int(c) + 1, []).append(int(p) + 1)
+    out = df.copy()
+    out["track_id"] = track_id
+    out["parent_track_ids"] = [sorted(parents.get(int(t), [])) for t in track_id]
+    events = _events(out, split_df, merge_df, px)
+    return TrackResult(out, events, drift)
+
+
+def _events(df: pd.DataFrame, split_df: pd.DataFrame, merge_df: pd.DataFrame, px: float) -> pd.DataFrame:
+    """Fission: parent's last position; fusion: child's first position (pixels and µm)."""
+    first = df.sort_values("t").groupby("track_id").head(1).set_index("track_id")
+    last = df.sort_values("t").groupby("track_id").tail(1).set_index("track_id")
+    rows = []
+    for kind, table, key in (("fission", split_df, "parent_track_id"), ("fusion", merge_df, "child_track_id")):
+        if table is None or len(table) == 0:
+            continue
+        for k, grp in table.groupby(key):
+            ps = sorted({int(v) + 1 for v in grp["parent_track_id"]})
+            cs = sorted({int(v) + 1 for v in grp["child_track_id"]})
+            at = last.loc[ps[0]] if kind == "fission" else first.loc[cs[0]]
+            t = int(min(first.loc[c, "t"] for c in cs))
+            rows.append([kind, t, ps, cs, float(at["centroid_y"]), float(at["centroid_x"]),
+                         float(at["centroid_y"]) * px, float(at["centroid_x"]) * px])
+    return pd.DataFrame(rows, columns=EVENT_COLUMNS).sort_values(["t", "event"]).reset_index(drop=True) \
+        if rows else pd.DataFrame(columns=EVENT_COLUMNS)

@@ -1,0 +1,214 @@
+"""Synthetic timelapses with known tracks, fission and fusion (the tracker's ground truth).
+
+Mitochondria are tubes (a centre, an orientation, a length, a width and a
+bend), drawn as exact masks and rendered with a Gaussian PSF, a background
+and Poisson noise.  Between frames:
+- every object moves (a persistent velocity plus Brownian jitter) and turns a little;
+- the whole field drifts (stage drift: a random walk shared by all objects);
+- objects appear (new tracks without parents) and disappear (tracks end);
+- an object may be missed for one frame (its track continues: a gap);
+- a long object may divide in two (fission: the parent track ends, two child
+  tracks start) and two neighbours may join (fusion: two parent tracks end,
+  one child track starts, spanning both);
+- the fluorophore bleaches (``bleach_per_frame``).
+
+Each frame's instances are an instance table (``mitoscale.io.tables``) with
+the true ``track_id`` and ``parent_track_ids``; the events are a table of the
+tracker's events schema.  Frame ``t`` depends only on ``(seed, t)`` draws
+of one generator, so a movie is reproducible from its seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from mitoscale.config import StrictModel
+from mitoscale.io.tables import instances_to_table
+
+__all__ = ["MovieConfig", "Movie", "simulate_movie"]
+
+
+class MovieConfig(StrictModel):
+    """A synthetic timelapse with known tracks (``samples.movie`` in the pipeline)."""
+
+    frames: int = Field(8, ge=0, description="0 = no movie")
+    image_px: int = Field(256, ge=32)
+    pixel_size_um: float = Field(0.08, gt=0)
+    frame_interval_s: float = Field(2.0, gt=0)
+    objects: int = Field(30, ge=1, description="objects in the first frame")
+    length_um: tuple[float, float] = (0.8, 3.0)
+    width_um: tuple[float, float] = (0.3, 0.45)
+    speed_um: float = Field(0.08, ge=0, description="persistent speed per frame")
+    jitter_um: float = Field(0.03, ge=0, description="Brownian step sd per frame")
+    drift_um: float = Field(0.1, ge=0, description="stage drift step sd per frame")
+    p_fission: float = Field(0.03, ge=0, le=1, description="per long object and frame")
+    p_fusion: float = Field(0.03, ge=0, le=1, description="per object and frame, for a close pair")
+    p_appear: float = Field(0.5, ge=0, description="new objects per frame (Poisson mean)")
+    p_disappear: float = Field(0.01, ge=0, le=1)
+    p_miss: float = Field(0.01, ge=0, le=1, description="object not seen in one frame")
+    bleach_per_frame: float = Field(0.02, ge=0, lt=1)
+    sbr: float = Field(4.0, gt=0)
+    background_photons: float = Field(20.0, gt=0)
+    psf_sigma_um: float = Field(0.1, gt=0)
+    seed: int = 0
+
+
+@dataclass
+class _Obj:
+    track: int
+    y: float
+    x: float
+    angle: float
+    length: float
+    width: float
+    bend: float
+    vy: float
+    vx: float
+
+
+@dataclass
+class Movie:
+    images: np.ndarray                 # (T, H, W) uint16
+    tables: list[pd.DataFrame]         # one instance table per frame, with track_id, parent_track_ids
+    events: pd.DataFrame               # fission/fusion: event, t, parent_track_ids, child_track_ids, y, x, ...
+    drift_px: np.ndarray               # (T, 2) true cumulative stage drift
+    parents: dict[int, list[int]] = field(default_factory=dict)
+
+
+def _mask(o: _Obj, px: float, offset: tuple[float, float], shape) -> tuple[tuple[int, int], np.ndarray] | None:
+    """Crop (top-left, bool) of a tube: pixels within width/2 of its bent centre line."""
+    s = np.linspace(-0.5, 0.5, 9) * o.length
+    ca, sa = np.cos(o.angle), np.sin(o.angle)
+    off = o.bend * (s**2 - (o.length / 2) ** 2 / 3)  # a parabola bend, normal to the axis
+    py = (o.y + s * sa + off * ca) / px + offset[0]
+    pxs = (o.x + s * ca - off * sa) / px + offset[1]
+    r = o.width / 2 / px
+    y0, y1 = int(np.floor(py.min() - r)), int(np.ceil(py.max() + r)) + 1
+    x0, x1 = int(np.floor(pxs.min() - r)), int(np.ceil(pxs.max() + r)) + 1
+    y0, x0, y1, x1 = max(y0, 0), max(x0, 0), min(y1, shape[0]), min(x1, shape[1])
+    if y1 <= y0 or x1 <= x0:
+        return None
+    yy, xx = np.mgrid[y0:y1, x0:x1]
+    best = np.full(yy.shape, np.inf)
+    for k in range(len(s) - 1):  # distance to each segment of the centre line
+        ay, ax, by, bx = py[k], pxs[k], py[k + 1], pxs[k + 1]
+        dy, dx = by - ay, bx - ax
+        u = np.clip(((yy - ay) * dy + (xx - ax) * dx) / max(dy * dy + dx * dx, 1e-12), 0, 1)
+        best = np.minimum(best, np.hypot(yy - ay - u * dy, xx - ax - u * dx))
+    m = best <= r
+    return ((y0, x0), m) if m.any() else None
+
+
+def simulate_movie(cfg: MovieConfig) -> Movie:
+    """Simulate ``cfg.frames`` frames; see the module doc."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 14]))
+    px, n = cfg.pixel_size_um, cfg.image_px
+    size = n * px
+    next_id = [1]
+    parents: dict[int, list[int]] = {}
+
+    def new(y=None, x=None, angle=None, length=None, width=None) -> _Obj:
+        tid = next_id[0]
+        next_id[0] += 1
+        speed = cfg.speed_um * rng.uniform(0.5, 1.5)
+        direction = rng.uniform(0, 2 * np.pi)
+        return _Obj(tid, rng.uniform(1, size - 1) if y is None else y,
+                    rng.uniform(1, size - 1) if x is None else x,
+                    rng.uniform(0, np.pi) if angle is None else angle,
+                    rng.uniform(*cfg.length_um) if length is None else length,
+                    rng.uniform(*cfg.width_um) if width is None else width,
+                    rng.uniform(-0.15, 0.15), speed * np.sin(direction), speed * np.cos(direction))
+
+    objs = [new() for _ in range(cfg.objects)]
+    drift = np.zeros((cfg.frames, 2))
+    images, tables, events = [], [], []
+    min_split = 2 * cfg.length_um[0]
+    for t in range(cfg.frames):
+        if t:
+            drift[t] = drift[t - 1] + rng.normal(0, cfg.drift_um, 2) / px
+            objs = _step(objs, cfg, rng, size, t, new, parents, events, min_split)
+        seen = [o for o in objs if rng.random() >= cfg.p_miss or t == 0]
+        crops = [(o, _mask(o, px, tuple(drift[t]), (n, n))) for o in seen]
+        crops = [(o, c) for o, c in crops if c is not None]
+        density = np.zeros((n, n), np.float32)
+        for _, ((y0, x0), m) in crops:
+            density[y0:y0 + m.shape[0], x0:x0 + m.shape[1]] += m
+        blurred = gaussian_filter(density, cfg.psf_sigma_um / px)
+        fg = blurred[density > 0].mean() if (density > 0).any() else 1.0
+        signal = cfg.sbr * cfg.background_photons / max(fg, 1e-6) * (1 - cfg.bleach_per_frame) ** t
+        image = rng.poisson(cfg.background_photons + signal * blurred).astype(np.uint16)
+        images.append(image)
+        table = instances_to_table(
+            [m for _, (_, m) in crops], offsets=[o for _, (o, _) in crops], shape=(n, n), image=image,
+            image_id="movie", pixel_size_um=px, t=t,
+            extra={"track_id": [o.track for o, _ in crops],
+                   "parent_track_ids": [parents.get(o.track, []) for o, _ in crops]})
+        tables.append(table)
+    ev = pd.DataFrame(events, columns=["event", "t", "parent_track_ids", "child_track_ids", "y_um", "x_um"])
+    return Movie(np.stack(images) if images else np.zeros((0, n, n), np.uint16), tables, ev, drift, parents)
+
+
+def _step(objs, cfg, rng, size, t, new, parents, events, min_split):
+    out = []
+    for o in objs:
+        if rng.random() < cfg.p_disappear:
+            continue
+        o.y += o.vy + rng.normal(0, cfg.jitter_um)
+        o.x += o.vx + rng.normal(0, cfg.jitter_um)
+        o.angle += rng.normal(0, 0.05)
+        if not 0.5 < o.y < size - 0.5:
+            o.vy = -o.vy
+        if not 0.5 < o.x < size - 0.5:
+            o.vx = -o.vx
+        if o.length >= min_split and rng.random() < cfg.p_fission:
+            gap = 0.15
+            half = (o.length - gap) / 2
+            ca, sa = np.cos(o.angle), np.sin(o.angle)
+            kids = []
+            for sign in (-1, 1):
+                shift = sign * (half + gap) / 2
+                k = new(o.y + shift * sa, o.x + shift * ca, o.angle, half, o.width)
+                k.bend = o.bend / 2
+                k.vy, k.vx = o.vy + sign * 0.05 * sa, o.vx + sign * 0.05 * ca
+                parents[k.track] = [o.track]
+                kids.append(k)
+            events.append(["fission", t, [o.track], [k.track for k in kids], o.y, o.x])
+            out += kids
+            continue
+        out.append(o)
+    fused: set[int] = set()  # tracks taking part in a fusion this frame (parents and children)
+    gone: set[int] = set()   # the fused parents
+    for a in list(out):
+        if a.track in fused or rng.random() >= cfg.p_fusion:
+            continue
+        best, best_d = None, np.inf
+        for b in out:
+            if b is a or b.track in fused:
+                continue
+            d = np.hypot(a.y - b.y, a.x - b.x)
+            if d < (a.length + b.length) / 2 + 0.3 and d < best_d:
+                best, best_d = b, d
+        if best is None:
+            continue
+        b = best
+        wa = a.length / (a.length + b.length)
+        angle = np.arctan2(b.y - a.y, b.x - a.x) if best_d > 0.2 else a.angle
+        length = min(best_d + (a.length + b.length) / 2, a.length + b.length)
+        c = new(wa * a.y + (1 - wa) * b.y, wa * a.x + (1 - wa) * b.x, angle, length, max(a.width, b.width))
+        c.bend = 0.0
+        c.vy, c.vx = (a.vy + b.vy) / 2, (a.vx + b.vx) / 2
+        parents[c.track] = sorted([a.track, b.track])
+        events.append(["fusion", t, sorted([a.track, b.track]), [c.track], c.y, c.x])
+        fused |= {a.track, b.track, c.track}
+        gone |= {a.track, b.track}
+        out.append(c)
+    out = [o for o in out if o.track not in gone]
+    for _ in range(rng.poisson(cfg.p_appear)):
+        out.append(new())
+    return out
