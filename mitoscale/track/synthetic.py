@@ -58,16 +58,38 @@ class MovieConfig(StrictModel):
 
 
 @dataclass
-class _Obj:
-    track: int
-    y: float
-    x: float
+class _Seg:
+    """One tube of an object, relative to the object's centre (µm, radians)."""
+
+    dy: float
+    dx: float
     angle: float
     length: float
     width: float
     bend: float
+
+
+@dataclass
+class _Obj:
+    track: int
+    y: float
+    x: float
+    segs: list[_Seg]
     vy: float
     vx: float
+
+    @property
+    def length(self) -> float:
+        return sum(g.length for g in self.segs)
+
+    def ends(self) -> np.ndarray:
+        """End points (µm) of every segment, absolute."""
+        pts = []
+        for g in self.segs:
+            c, s = np.cos(g.angle), np.sin(g.angle)
+            for sign in (-0.5, 0.5):
+                pts.append((self.y + g.dy + sign * g.length * s, self.x + g.dx + sign * g.length * c))
+        return np.array(pts)
 
 
 @dataclass
@@ -80,26 +102,32 @@ class Movie:
 
 
 def _mask(o: _Obj, px: float, offset: tuple[float, float], shape) -> tuple[tuple[int, int], np.ndarray] | None:
-    """Crop (top-left, bool) of a tube: pixels within width/2 of its bent centre line."""
-    s = np.linspace(-0.5, 0.5, 9) * o.length
-    ca, sa = np.cos(o.angle), np.sin(o.angle)
-    off = o.bend * (s**2 - (o.length / 2) ** 2 / 3)  # a parabola bend, normal to the axis
-    py = (o.y + s * sa + off * ca) / px + offset[0]
-    pxs = (o.x + s * ca - off * sa) / px + offset[1]
-    r = o.width / 2 / px
-    y0, y1 = int(np.floor(py.min() - r)), int(np.ceil(py.max() + r)) + 1
-    x0, x1 = int(np.floor(pxs.min() - r)), int(np.ceil(pxs.max() + r)) + 1
+    """Crop (top-left, bool) of an object: pixels within width/2 of any of its bent centre lines."""
+    lines = []
+    for g in o.segs:
+        t = np.linspace(-0.5, 0.5, 9) * g.length
+        ca, sa = np.cos(g.angle), np.sin(g.angle)
+        off = g.bend * (t**2 - (g.length / 2) ** 2 / 3)  # a parabola bend, normal to the axis
+        lines.append(((o.y + g.dy + t * sa + off * ca) / px + offset[0],
+                      (o.x + g.dx + t * ca - off * sa) / px + offset[1], g.width / 2 / px))
+    r_max = max(r for _, _, r in lines)
+    ally = np.concatenate([ly for ly, _, _ in lines])
+    allx = np.concatenate([lx for _, lx, _ in lines])
+    y0, y1 = int(np.floor(ally.min() - r_max)), int(np.ceil(ally.max() + r_max)) + 1
+    x0, x1 = int(np.floor(allx.min() - r_max)), int(np.ceil(allx.max() + r_max)) + 1
     y0, x0, y1, x1 = max(y0, 0), max(x0, 0), min(y1, shape[0]), min(x1, shape[1])
     if y1 <= y0 or x1 <= x0:
         return None
     yy, xx = np.mgrid[y0:y1, x0:x1]
-    best = np.full(yy.shape, np.inf)
-    for k in range(len(s) - 1):  # distance to each segment of the centre line
-        ay, ax, by, bx = py[k], pxs[k], py[k + 1], pxs[k + 1]
-        dy, dx = by - ay, bx - ax
-        u = np.clip(((yy - ay) * dy + (xx - ax) * dx) / max(dy * dy + dx * dx, 1e-12), 0, 1)
-        best = np.minimum(best, np.hypot(yy - ay - u * dy, xx - ax - u * dx))
-    m = best <= r
+    m = np.zeros(yy.shape, bool)
+    for py, pxs, r in lines:
+        best = np.full(yy.shape, np.inf)
+        for k in range(len(py) - 1):  # distance to each piece of the centre line
+            ay, ax, by, bx = py[k], pxs[k], py[k + 1], pxs[k + 1]
+            dy, dx = by - ay, bx - ax
+            u = np.clip(((yy - ay) * dy + (xx - ax) * dx) / max(dy * dy + dx * dx, 1e-12), 0, 1)
+            best = np.minimum(best, np.hypot(yy - ay - u * dy, xx - ax - u * dx))
+        m |= best <= r
     return ((y0, x0), m) if m.any() else None
 
 
@@ -118,12 +146,12 @@ def simulate_movie(cfg: MovieConfig) -> Movie:
         next_id[0] += 1
         speed = cfg.speed_um * rng.uniform(0.5, 1.5)
         direction = rng.uniform(0, 2 * np.pi)
+        seg = _Seg(0.0, 0.0, rng.uniform(0, np.pi) if angle is None else angle,
+                   rng.uniform(*cfg.length_um) if length is None else length,
+                   rng.uniform(*cfg.width_um) if width is None else width, rng.uniform(-0.15, 0.15))
         return _Obj(tid, rng.uniform(1, size - 1) if y is None else y,
-                    rng.uniform(1, size - 1) if x is None else x,
-                    rng.uniform(0, np.pi) if angle is None else angle,
-                    rng.uniform(*cfg.length_um) if length is None else length,
-                    rng.uniform(*cfg.width_um) if width is None else width,
-                    rng.uniform(-0.15, 0.15), speed * np.sin(direction), speed * np.cos(direction))
+                    rng.uniform(1, size - 1) if x is None else x, [seg],
+                    speed * np.sin(direction), speed * np.cos(direction))
 
     objs = [new() for _ in range(cfg.objects)]
     drift = np.zeros((cfg.frames, 2))
@@ -155,34 +183,27 @@ def simulate_movie(cfg: MovieConfig) -> Movie:
 
 
 def _step(objs, cfg, rng, size, t, new, parents, events, min_split):
+    """Move every object, then fission, fusion, disappearance and appearance."""
     out = []
     for o in objs:
         if rng.random() < cfg.p_disappear:
             continue
         o.y += o.vy + rng.normal(0, cfg.jitter_um)
         o.x += o.vx + rng.normal(0, cfg.jitter_um)
-        o.angle += rng.normal(0, 0.05)
+        turn = rng.normal(0, 0.05)  # the whole object turns about its centre
+        c, s_ = np.cos(turn), np.sin(turn)
+        for g in o.segs:
+            g.dy, g.dx = c * g.dy + s_ * g.dx, -s_ * g.dy + c * g.dx
+            g.angle -= turn
         if not 0.5 < o.y < size - 0.5:
             o.vy = -o.vy
         if not 0.5 < o.x < size - 0.5:
             o.vx = -o.vx
-        if o.length >= min_split and rng.random() < cfg.p_fission:
-            gap = 0.15
-            half = (o.length - gap) / 2
-            ca, sa = np.cos(o.angle), np.sin(o.angle)
-            kids = []
-            for sign in (-1, 1):
-                shift = sign * (half + gap) / 2
-                k = new(o.y + shift * sa, o.x + shift * ca, o.angle, half, o.width)
-                k.bend = o.bend / 2
-                k.vy, k.vx = o.vy + sign * 0.05 * sa, o.vx + sign * 0.05 * ca
-                parents[k.track] = [o.track]
-                kids.append(k)
-            events.append(["fission", t, [o.track], [k.track for k in kids], o.y, o.x])
-            out += kids
+        if len(o.segs) == 1 and o.length >= min_split and rng.random() < cfg.p_fission:
+            out += _fission(o, new, parents, events, t)
             continue
         out.append(o)
-    fused: set[int] = set()  # tracks taking part in a fusion this frame (parents and children)
+    fused: set[int] = set()  # tracks in a fusion this frame (parents and children)
     gone: set[int] = set()   # the fused parents
     for a in list(out):
         if a.track in fused or rng.random() >= cfg.p_fusion:
@@ -191,24 +212,56 @@ def _step(objs, cfg, rng, size, t, new, parents, events, min_split):
         for b in out:
             if b is a or b.track in fused:
                 continue
-            d = np.hypot(a.y - b.y, a.x - b.x)
-            if d < (a.length + b.length) / 2 + 0.3 and d < best_d:
+            d = np.min(np.hypot(*(a.ends()[:, None, :] - b.ends()[None, :, :]).transpose(2, 0, 1)))
+            if d < 0.6 and d < best_d:  # an end of one within 0.6 µm of an end of the other
                 best, best_d = b, d
         if best is None:
             continue
-        b = best
-        wa = a.length / (a.length + b.length)
-        angle = np.arctan2(b.y - a.y, b.x - a.x) if best_d > 0.2 else a.angle
-        length = min(best_d + (a.length + b.length) / 2, a.length + b.length)
-        c = new(wa * a.y + (1 - wa) * b.y, wa * a.x + (1 - wa) * b.x, angle, length, max(a.width, b.width))
-        c.bend = 0.0
-        c.vy, c.vx = (a.vy + b.vy) / 2, (a.vx + b.vx) / 2
-        parents[c.track] = sorted([a.track, b.track])
-        events.append(["fusion", t, sorted([a.track, b.track]), [c.track], c.y, c.x])
-        fused |= {a.track, b.track, c.track}
-        gone |= {a.track, b.track}
+        c = _fusion(a, best, new)
+        parents[c.track] = sorted([a.track, best.track])
+        events.append(["fusion", t, parents[c.track], [c.track], c.y, c.x])
+        fused |= {a.track, best.track, c.track}
+        gone |= {a.track, best.track}
         out.append(c)
     out = [o for o in out if o.track not in gone]
     for _ in range(rng.poisson(cfg.p_appear)):
         out.append(new())
     return out
+
+
+def _fission(o: _Obj, new, parents, events, t) -> list[_Obj]:
+    """Cut a one-tube object in two halves along its axis, a small gap apart, moving apart."""
+    g = o.segs[0]
+    gap = 0.15
+    half = (o.length - gap) / 2
+    ca, sa = np.cos(g.angle), np.sin(g.angle)
+    kids = []
+    for sign in (-1, 1):
+        shift = sign * (half + gap) / 2
+        k = new(o.y + g.dy + shift * sa, o.x + g.dx + shift * ca, g.angle, half, g.width)
+        k.segs[0].bend = g.bend / 2
+        k.vy, k.vx = o.vy + sign * 0.05 * sa, o.vx + sign * 0.05 * ca
+        parents[k.track] = [o.track]
+        kids.append(k)
+    events.append(["fission", t, [o.track], [k.track for k in kids], o.y, o.x])
+    return kids
+
+
+def _fusion(a: _Obj, b: _Obj, new) -> _Obj:
+    """The union of two objects joined by a bridge between their closest ends (a network)."""
+    ea, eb = a.ends(), b.ends()
+    d = np.hypot(*(ea[:, None, :] - eb[None, :, :]).transpose(2, 0, 1))
+    i, j = np.unravel_index(np.argmin(d), d.shape)
+    wa = a.length / (a.length + b.length)
+    cy, cx = wa * a.y + (1 - wa) * b.y, wa * a.x + (1 - wa) * b.x
+    c = new(cy, cx)
+    segs = [_Seg(o.y + g.dy - cy, o.x + g.dx - cx, g.angle, g.length, g.width, g.bend)
+            for o in (a, b) for g in o.segs]
+    (py, px_), (qy, qx) = ea[i], eb[j]
+    if d[i, j] > 0.05:
+        width = min(g.width for g in segs)
+        segs.append(_Seg((py + qy) / 2 - cy, (px_ + qx) / 2 - cx, np.arctan2(qy - py, qx - px_),
+                         float(d[i, j]) + width, width, 0.0))
+    c.segs = segs
+    c.vy, c.vx = wa * a.vy + (1 - wa) * b.vy, wa * a.vx + (1 - wa) * b.vx
+    return c
