@@ -185,11 +185,13 @@ def _coerce(df: pd.DataFrame) -> pd.DataFrame:
             continue
         if dtype == "bytes":
             df[col] = df[col].astype(object)
-        elif dtype == "list[int64]":
-            df[col] = pd.Series([[int(x) for x in v] if v is not None else [] for v in df[col]],
-                                index=df.index, dtype=object)
+        elif dtype == "list[int64]":  # rows of parts without the column (NaN) get []
+            df[col] = pd.Series([[int(x) for x in v] if isinstance(v, (list, tuple, np.ndarray)) else []
+                                 for v in df[col]], index=df.index, dtype=object)
         elif dtype == "string":
             df[col] = df[col].astype(str)
+        elif col in OPTIONAL_SCHEMA and dtype.startswith("int") and df[col].isna().any():
+            df[col] = df[col].astype(dtype.capitalize())  # nullable: parts without the column
         else:
             df[col] = df[col].astype(dtype)
     return df

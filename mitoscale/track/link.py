@@ -47,12 +47,16 @@ class TrackResult:
 EVENT_COLUMNS = ["event", "t", "parent_track_ids", "child_track_ids", "y", "x", "y_um", "x_um"]
 
 
-def estimate_drift(df: pd.DataFrame, frames: list[int], shape: tuple[int, int]) -> np.ndarray:
+def estimate_drift(df: pd.DataFrame, frames: list[int], shape: tuple[int, int],
+                   max_step_px: float = np.inf) -> np.ndarray:
     """Cumulative stage drift (dy, dx) in pixels of each frame against the first.
 
-    Phase correlation (``skimage.registration.phase_cross_correlation``) of the
-    union of the masks of consecutive frames; frames without instances inherit
-    the drift of the previous one.
+    Phase correlation (``skimage.registration.phase_cross_correlation``, 0.1 px)
+    of the union of the masks of consecutive frames.  A step is kept only if it
+    is at most ``max_step_px`` long and overlaps the two frames' masks at least
+    as well as no shift does (so frames that differ in content, e.g. objects
+    missing, cannot produce a spurious jump); otherwise, and for frames
+    without instances, the step is 0.
     """
     from skimage.registration import phase_cross_correlation
 
@@ -69,8 +73,11 @@ def estimate_drift(df: pd.DataFrame, frames: list[int], shape: tuple[int, int]) 
         cur = union(frames[k])
         step = np.zeros(2)
         if prev.any() and cur.any():
-            shift, _, _ = phase_cross_correlation(prev, cur, upsample_factor=1, normalization=None)
-            step = -np.asarray(shift, dtype=float)  # cur is prev moved by -shift
+            shift, _, _ = phase_cross_correlation(prev, cur, upsample_factor=10, normalization=None)
+            cand = -np.asarray(shift, dtype=float)  # cur is prev moved by -shift
+            back = np.roll(cur, tuple(-np.rint(cand).astype(int)), axis=(0, 1))
+            if np.hypot(*cand) <= max_step_px and (prev * back).sum() >= (prev * cur).sum():
+                step = cand
         drift[k] = drift[k - 1] + step
         prev = cur
     return drift
@@ -189,8 +196,8 @@ def track_timelapse(df: pd.DataFrame, cfg: TrackConfig | None = None,
     shape = (int(df["image_height"].max()), int(df["image_width"].max()))
     index_of = {t: k for k, t in enumerate(frames)}
     frame_of = df["t"].map(index_of).to_numpy(np.int64)
-    drift = estimate_drift(df, frames, shape) if cfg.drift_correction and len(frames) > 1 \
-        else np.zeros((len(frames), 2))
+    drift = (estimate_drift(df, frames, shape, cfg.max_distance_um / px)
+             if cfg.drift_correction and len(frames) > 1 else np.zeros((len(frames), 2)))
     yx_um = np.c_[df["centroid_y"].to_numpy() - drift[frame_of, 0],
                   df["centroid_x"].to_numpy() - drift[frame_of, 1]] * px
     costs = _Costs(df, frame_of, drift, yx_um, cfg)
