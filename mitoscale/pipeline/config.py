@@ -81,6 +81,7 @@ class SamplesSection(StrictModel):
     pixel_size_um: float = Field(0.08, gt=0)
     timelapse_frames: int = Field(4, ge=0, description="0 = no timelapse")
     timelapse_condition: str | None = Field(None, description="default: the first condition")
+    timelapse_interval_s: float = Field(60.0, gt=0, description="time step in the timelapse's metadata")
     wells_per_condition: int = Field(2, ge=0, description="0 = no plate")
     fields_per_well: PositiveInt = 2
     conditions: list[SampleCondition] = Field(

@@ -103,8 +103,11 @@ def prepare_samples(cfg: SamplesSection, out: str | Path) -> Path:
     zeros = np.zeros((n, n), np.uint16)
     tl = out / "timelapse.ome.zarr"
     if cfg.timelapse_frames and not (tl / "zarr.json").exists():
-        write_ome_zarr_image(tl, np.zeros((cfg.timelapse_frames, n, n), np.uint16), "tyx", px,
+        tmp_tl = out / f".timelapse-{uuid.uuid4().hex[:8]}.ome.zarr"
+        write_ome_zarr_image(tmp_tl, np.zeros((cfg.timelapse_frames, n, n), np.uint16), "tyx", px,
                              version="0.5", chunks=(1, n, n))
+        _set_time_step(tmp_tl, cfg.timelapse_interval_s)
+        tmp_tl.rename(tl)
     tl_cond = cfg.timelapse_condition or cfg.conditions[0].name
     atomic_write_text(out / "timelapse_conditions.csv", f"image_id,condition\ntimelapse,{tl_cond}\n")
     wells = _wells(cfg)
@@ -129,10 +132,22 @@ def prepare_samples(cfg: SamplesSection, out: str | Path) -> Path:
     return out
 
 
+def _set_time_step(image: Path, seconds: float) -> None:
+    """Record the time step of an NGFF 0.5 image's first (t) axis: scale and unit "second"."""
+    import zarr
+
+    group = zarr.open_group(str(image), mode="a")
+    ome = group.attrs.asdict()["ome"]
+    ms = ome["multiscales"][0]
+    ms["axes"][0]["unit"] = "second"
+    for ds in ms["datasets"]:
+        ds["coordinateTransformations"][0]["scale"][0] = float(seconds)
+    group.attrs["ome"] = ome
+
+
 def _write_movie(out: Path, unit: SampleUnit, movie: dict) -> dict[str, Any]:
     """Simulate the movie, write it (time step in the NGFF metadata), its truth and events."""
     import pandas as pd
-    import zarr
 
     from mitoscale.io.omezarr import write_ome_zarr_image
     from mitoscale.io.tables import write_table
@@ -145,13 +160,7 @@ def _write_movie(out: Path, unit: SampleUnit, movie: dict) -> dict[str, Any]:
     tmp = out / f".movie-{uuid.uuid4().hex[:8]}.ome.zarr"
     write_ome_zarr_image(tmp, mv.images, "tyx", cfg.pixel_size_um, version="0.5",
                          chunks=(1, cfg.image_px, cfg.image_px))
-    group = zarr.open_group(str(tmp), mode="a")
-    ome = group.attrs.asdict()["ome"]
-    ms = ome["multiscales"][0]
-    ms["axes"][0]["unit"] = "second"  # the time step: what `mitoscale track` reads
-    for ds in ms["datasets"]:
-        ds["coordinateTransformations"][0]["scale"][0] = cfg.frame_interval_s
-    group.attrs["ome"] = ome
+    _set_time_step(tmp, cfg.frame_interval_s)  # what `mitoscale track` reads
     target = out / "movie.ome.zarr"
     if target.exists():
         import shutil

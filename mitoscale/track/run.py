@@ -158,7 +158,7 @@ def run_tracking(src: str | Path, out: str | Path, cfg: TrackConfig | None = Non
         dt = cfg.frame_interval_s or steps[u["name"]]
         if dt is None:
             raise InputError(f"{src}: timelapse {u['name']} has no time step in its metadata; "
-                             f"pass --frame-interval SECONDS")
+                             f"pass --frame-interval SECONDS (track.set.frame_interval_s in a pipeline)")
         dts[u["name"]] = float(dt)
     check_writable(out)
     markers = MarkerSet(out / ".markers")
