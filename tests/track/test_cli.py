@@ -131,3 +131,20 @@ def test_older_tables_without_shape_columns_are_tracked(tmp_path, movie):
     assert main(["track", str(seg), "--out", str(tmp_path / "tr"), "--in-process",
                  "--frame-interval", "1"]) == 0
     assert read_table(tmp_path / "tr" / "instances")["track_id"].nunique() > 0
+
+
+def test_evaluate_scores_tracks_with_the_libraries(tmp_path, plate_seg, movie_truth, capsys):
+    out = tmp_path / "tracks"
+    assert main(["track", str(plate_seg), "--out", str(out), "--in-process", "--frame-interval", "1"]) == 0
+    gt = movie_truth.assign(image_id="plate", well="A/1")
+    write_table(pd.concat([gt, gt.assign(well="B/1")], ignore_index=True), tmp_path / "gt.parquet")
+    capsys.readouterr()
+    assert main(["evaluate", str(out), str(tmp_path / "gt.parquet"), "--tracking",
+                 "--out", str(tmp_path / "ev")]) == 0
+    assert "tracking: IDF1" in capsys.readouterr().out
+    res = json.loads((tmp_path / "ev" / "tracking.json").read_text())
+    assert set(res["timelapses"]) == {"plate/A/1/0/0", "plate/B/1/0/0"}
+    assert res["mean"]["idf1"] >= 0.95
+    # an untracked table is refused in one line
+    write_table(movie_truth.drop(columns=["track_id", "parent_track_ids"]), tmp_path / "plain.parquet")
+    assert main(["evaluate", str(tmp_path / "plain.parquet"), str(tmp_path / "gt.parquet"), "--tracking"]) == 2
