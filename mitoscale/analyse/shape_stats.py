@@ -32,10 +32,9 @@ def add_shape_means(ds: xr.Dataset, df: pd.DataFrame, per_image: pd.DataFrame, c
     """``ds`` plus the shape variables above (``per_image``: the rows of ``ds``'s images)."""
     from mitoscale.analyse.dataset import bootstrap_mean_ci
 
-    if any(c not in df for c in SHAPE_COLUMNS):
-        from mitoscale.io.tables import with_shape_columns
+    from mitoscale.io.tables import with_shape_columns
 
-        df = with_shape_columns(df)
+    df = with_shape_columns(df)  # older tables (or parts) without the columns: from their masks
     if cfg.min_area_um2 > 0:
         df = df[df["area_um2"] >= cfg.min_area_um2]
     cols = list(SHAPE_COLUMNS)

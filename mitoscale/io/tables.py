@@ -354,20 +354,27 @@ def _typed_frame(columns: dict) -> pd.DataFrame:
 def with_shape_columns(df: pd.DataFrame) -> pd.DataFrame:
     """The table with the shape columns, computed from the masks where a table lacks them.
 
-    A table that already has every shape column is returned unchanged (a
-    copy); an older table gets them from its exact masks, per pixel size.
+    Rows without shape values (an older table, or the older parts of a folder
+    read together with newer ones: ``n_branches`` missing) get them from their
+    exact masks, per pixel size; rows that have them keep them.
     """
     df = df.copy()
     if all(c in df.columns for c in SHAPE_COLUMNS):
+        todo = np.flatnonzero(df["n_branches"].isna().to_numpy())
+    else:
+        todo = np.arange(len(df))
+    if len(todo) == 0:
         return df
     shape = pd.DataFrame(np.nan, index=df.index, columns=list(SHAPE_COLUMNS))
+    for c in SHAPE_COLUMNS:
+        if c in df:
+            shape[c] = df[c].astype(float)
     sizes = df["pixel_size_um"].to_numpy()
-    for size in np.unique(sizes):
-        rows = np.flatnonzero(sizes == size)
-        part = df.iloc[rows]
+    for size in np.unique(sizes[todo]):
+        rows = todo[sizes[todo] == size]
         crops = [decode_mask((r.bbox_y0, r.bbox_x0, r.bbox_y1, r.bbox_x1), r.mask)
-                 for r in part.itertuples(index=False)]
-        shape.iloc[rows] = shape_features(crops, float(size)).to_numpy()
+                 for r in df.iloc[rows].itertuples(index=False)]
+        shape.iloc[rows] = shape_features(crops, float(size)).to_numpy(dtype=float)
     for col, dtype in SHAPE_COLUMNS.items():
         df[col] = shape[col].astype(dtype).to_numpy()
     return df
