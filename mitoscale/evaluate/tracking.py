@@ -7,7 +7,9 @@
   for fission (``DivisionMetrics`` with a one-frame buffer, ``PointMatcher``
   at ``match_um``).  traccuracy scores divisions only, so fusion is scored as
   the division of the time-reversed graphs: a fusion forward in time is a
-  division backward in time.
+  division backward in time.  traccuracy refuses graphs with merges, so in
+  each direction the merges are cut (the merged node starts a new lineage),
+  which leaves the divisions, the only events scored in that direction, intact.
 
 Both tables need ``track_id`` and ``parent_track_ids`` (the columns
 ``mitoscale track`` writes and the synthetic movies' ground truth carries).
@@ -71,6 +73,9 @@ def _graph(df: pd.DataFrame, reverse: bool):
                 g.add_edge(last[p], first[tid])
     if reverse:
         g = g.reverse(copy=True)
+    # traccuracy's division matching walks single-parent chains and refuses graphs with merges:
+    # a merge (a fusion forward, a fission backward) becomes the start of a new lineage
+    g.remove_edges_from([(p, n) for n in list(g.nodes) if g.in_degree(n) > 1 for p in list(g.predecessors(n))])
     return TrackingGraph(g, location_keys=("y", "x"), label_key=None)
 
 

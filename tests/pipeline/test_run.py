@@ -175,9 +175,9 @@ def test_train_stage_feeds_segment_and_a_train_change_reruns_downstream_only(
     man = json.loads((out / "segment" / "timelapse" / "manifest.json").read_text())
     assert man["model_path"] == str((out / "train" / "model.safetensors").resolve())
 
-    cfg["train"]["set"]["steps"] = 3  # train changes: train, segment, analyze rerun
+    cfg["train"]["set"]["steps"] = 3  # train changes: train, segment, analyze, track rerun
     write_config(path, cfg)
     assert main(argv) == 0
     after = _records(out)
-    assert {s for s in after if after[s] != rec[s]} == {"train", "segment", "analyze"}
+    assert {s for s in after if after[s] != rec[s]} == {"train", "segment", "analyze", "track"}
     assert after["train"]["summary"]["step"] == 3
