@@ -23,6 +23,7 @@ STAGE_CLIS = [
     "mitoscale.segment.cli",     # segment
     "mitoscale.evaluate.cli",    # evaluate, baseline
     "mitoscale.analyse.cli",     # analyze
+    "mitoscale.track.cli",       # track
 ]
 
 

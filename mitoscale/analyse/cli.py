@@ -23,6 +23,11 @@ def register(subparsers) -> None:
     p.add_argument("--config", default=None, help="YAML config (see configs/analyse.yaml)")
     p.add_argument("--dot-max-area", type=float, default=None, metavar="UM2",
                    help="dot/rod boundary in µm² (default 1.28 = 200 px at 80 nm)")
+    p.add_argument("--tracks", action="append", default=[], metavar="TRACKS",
+                   help="mitoscale track output (repeatable): adds fission/fusion rates and track "
+                        "lifetimes per condition")
+    p.add_argument("--classes", choices=["dot_rod", "dot_rod_network"], default=None,
+                   help="class rule: dot/rod by area (default) or dot/rod/network (network = branched)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one setting")
     p.set_defaults(func=_analyze)
 
@@ -36,11 +41,13 @@ def _analyze(args: argparse.Namespace) -> int:
     overrides = list(args.set)
     if args.dot_max_area is not None:
         overrides.append(f"dot_max_area_um2={args.dot_max_area}")
+    if args.classes is not None:
+        overrides.append(f"class_rule={args.classes}")
     cfg = load_config(args.config, AnalyseConfig, overrides)
     check_writable(args.out)
     df = load_tables(args.tables)
     ds = analyse_tables(df, args.conditions, cfg, attrs=dict(tables=" ".join(map(str, args.tables))),
-                        locations=load_locations(args.tables))
+                        locations=load_locations(args.tables), tracks=args.tracks or None)
     paths = write_outputs(ds, args.out)
     print(format_summary(ds))
     print(f"wrote {len(paths)} files to {args.out} (morphology.nc, CSVs, fig_a/b/c .png/.pdf)")

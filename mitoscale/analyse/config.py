@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from mitoscale.config import StrictModel
@@ -24,5 +26,10 @@ class AnalyseConfig(StrictModel):
     """Confidence level of the percentile bootstrap intervals."""
     seed: int = 0
     """Seed of the bootstrap."""
+    class_rule: Literal["dot_rod", "dot_rod_network"] = "dot_rod"
+    """``dot_rod`` (the paper's rule, by area) or ``dot_rod_network``: network = branched
+    (``n_branch_points >= network_min_branch_points``), the rest dot/rod by area."""
+    network_min_branch_points: int = Field(1, ge=1)
+    """Branch points that make an instance a network (the skeleton shape column)."""
     condition_order: list[str] | None = None
     """Order of conditions in tables and figures; default: first appearance in the CSV."""

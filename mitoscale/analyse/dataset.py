@@ -62,7 +62,8 @@ def bootstrap_mean_ci(values: np.ndarray, n_boot: int, ci: float, rng: np.random
 
 
 def build_dataset(per_image: pd.DataFrame, conditions: list[str], *, n_bootstrap: int = 2000,
-                  ci: float = 0.95, seed: int = 0, attrs: dict | None = None) -> xr.Dataset:
+                  ci: float = 0.95, seed: int = 0, attrs: dict | None = None,
+                  classes: tuple[str, ...] = CLASSES) -> xr.Dataset:
     """Build the morphology Dataset.
 
     Parameters
@@ -76,12 +77,14 @@ def build_dataset(per_image: pd.DataFrame, conditions: list[str], *, n_bootstrap
         Bootstrap settings.
     attrs : dict, optional
         Extra global attributes (settings, sources).
+    classes : tuple of str
+        The class coordinate (``mitoscale.analyse.classes``: dot/rod, or dot/rod/network).
 
     Returns
     -------
     xarray.Dataset
     """
-    classes = list(CLASSES)
+    classes = list(classes)
     count = per_image[[f"count_{c}" for c in classes]].to_numpy(dtype=np.int64)
     area = per_image[[f"area_um2_{c}" for c in classes]].to_numpy(dtype=float)
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -39,7 +39,8 @@ def image_labels(df: pd.DataFrame) -> pd.Series:
 
 
 def per_image_summary(df: pd.DataFrame, dot_max_area_um2: float, min_area_um2: float = 0.0,
-                      locations: pd.DataFrame | None = None) -> pd.DataFrame:
+                      locations: pd.DataFrame | None = None, class_rule: str = "dot_rod",
+                      network_min_branch_points: int = 1) -> pd.DataFrame:
     """Counts and areas of each class per image (location).
 
     Parameters
@@ -69,15 +70,18 @@ def per_image_summary(df: pd.DataFrame, dot_max_area_um2: float, min_area_um2: f
     if locations is not None and len(locations):
         extra = pd.MultiIndex.from_frame(locations[LOCATION_KEYS].astype(df[LOCATION_KEYS].dtypes.to_dict()))
         index = index.union(extra).sort_values()
+    from mitoscale.analyse.classes import classes_of_rule, classify_instances
+
     kept = df[df["area_um2"] >= min_area_um2] if min_area_um2 > 0 else df
-    cls = classify(kept["area_um2"], dot_max_area_um2)
+    cls = classify_instances(kept, dot_max_area_um2, class_rule, network_min_branch_points)
+    classes = classes_of_rule(class_rule)
     work = kept[LOCATION_KEYS].assign(cls=cls, area=kept["area_um2"].to_numpy(), one=1)
     out = pd.DataFrame(index=index)
-    for c in CLASSES:
+    for c in classes:
         sel = work[work["cls"] == c].groupby(LOCATION_KEYS)
         out[f"count_{c}"] = sel["one"].sum().reindex(index, fill_value=0).astype(np.int64)
         out[f"area_um2_{c}"] = sel["area"].sum().reindex(index, fill_value=0.0).astype(float)
-    out["n_instances"] = out[[f"count_{c}" for c in CLASSES]].sum(axis=1)
+    out["n_instances"] = out[[f"count_{c}" for c in classes]].sum(axis=1)
     out["pixel_size_um"] = px.reindex(index).astype(float)
     out = out.reset_index()
     out.insert(0, "image", image_labels(out).to_numpy())

@@ -5,6 +5,8 @@ Outputs in ``OUT``::
     morphology.nc            the xarray Dataset (netCDF4 via h5netcdf)
     per_image.csv            one row per (image, class)
     per_condition.csv        one row per (condition, class), means and CIs
+    per_condition_shape.csv  one row per (condition, shape column): mean over images and CI
+    fig_d_class_share_over_time.{png,pdf}, fig_e_event_rates.{png,pdf}   timelapses / tracks
     fig_a_counts.{png,pdf}, fig_b_count_fraction.{png,pdf}, fig_c_area_fraction.{png,pdf}
 """
 
@@ -58,7 +60,8 @@ def load_locations(paths: Sequence[str | Path]) -> pd.DataFrame:
 
 
 def analyse_tables(df: pd.DataFrame, conditions_csv: str | Path, cfg: AnalyseConfig | None = None,
-                   *, attrs: dict | None = None, locations: pd.DataFrame | None = None):
+                   *, attrs: dict | None = None, locations: pd.DataFrame | None = None,
+                   tracks: Sequence[str | Path] | None = None):
     """Classify instances, map conditions and aggregate.
 
     Parameters
@@ -75,6 +78,9 @@ def analyse_tables(df: pd.DataFrame, conditions_csv: str | Path, cfg: AnalyseCon
         rows is an image with zero dots and zero rods: it counts in
         ``n_images`` and the mean counts, while its fractions are NaN and
         left out of the mean fractions.  ``None``: the locations of the rows.
+    tracks : list of path, optional
+        ``mitoscale track`` outputs: adds event rates per condition
+        (:mod:`mitoscale.analyse.timecourse`).
 
     Returns
     -------
@@ -83,7 +89,9 @@ def analyse_tables(df: pd.DataFrame, conditions_csv: str | Path, cfg: AnalyseCon
     cfg = cfg or AnalyseConfig()
     if len(df) == 0:
         raise InputError("the instance tables hold no instances")
-    per_image = per_image_summary(df, cfg.dot_max_area_um2, cfg.min_area_um2, locations=locations)
+    per_image = per_image_summary(df, cfg.dot_max_area_um2, cfg.min_area_um2, locations=locations,
+                                  class_rule=cfg.class_rule,
+                                  network_min_branch_points=cfg.network_min_branch_points)
     cond = read_conditions(conditions_csv)
     per_image["condition"] = assign_conditions(per_image, cond, source=str(conditions_csv)).to_numpy()
     missing = per_image["condition"].isna()
@@ -96,11 +104,19 @@ def analyse_tables(df: pd.DataFrame, conditions_csv: str | Path, cfg: AnalyseCon
     if unknown:
         raise InputError(f"condition_order names {unknown[0]!r}, which the conditions file does not use")
     order += [c for c in dict.fromkeys(cond["condition"]) if c not in order]
-    return build_dataset(
+    from mitoscale.analyse.classes import classes_of_rule
+    from mitoscale.analyse.shape_stats import add_shape_means
+
+    ds = build_dataset(
         per_image, order, n_bootstrap=cfg.n_bootstrap, ci=cfg.ci, seed=cfg.seed,
         attrs=dict(dot_max_area_um2=cfg.dot_max_area_um2, min_area_um2=cfg.min_area_um2,
-                   conditions_csv=str(conditions_csv), **(attrs or {})),
+                   conditions_csv=str(conditions_csv), class_rule=cfg.class_rule, **(attrs or {})),
+        classes=classes_of_rule(cfg.class_rule),
     )
+    from mitoscale.analyse.timecourse import add_event_rates, add_time_course
+
+    ds = add_time_course(add_shape_means(ds, df, per_image, cfg), per_image, cfg)
+    return add_event_rates(ds, list(tracks), conditions_csv, cfg) if tracks else ds
 
 
 def write_outputs(ds, out_dir: str | Path, *, suptitle: str = "") -> dict[str, Path]:
@@ -120,7 +136,14 @@ def write_outputs(ds, out_dir: str | Path, *, suptitle: str = "") -> dict[str, P
     per_image, per_condition = dataset_to_frames(ds)
     atomic_write_text(out_dir / "per_image.csv", per_image.to_csv(index=False))
     atomic_write_text(out_dir / "per_condition.csv", per_condition.to_csv(index=False))
+    if "mean_shape" in ds:
+        from mitoscale.analyse.shape_stats import shape_frame
+
+        atomic_write_text(out_dir / "per_condition_shape.csv", shape_frame(ds).to_csv(index=False))
     figs = plot_all(ds, out_dir, suptitle=suptitle)
+    from mitoscale.analyse.timecourse import plot_time_figures
+
+    figs += plot_time_figures(ds, out_dir)
     return dict(netcdf=nc, per_image=out_dir / "per_image.csv",
                 per_condition=out_dir / "per_condition.csv", **{p.name: p for p in figs})
 

@@ -28,6 +28,12 @@ def register(subparsers) -> None:
     p.add_argument("--matching", choices=["greedy", "optimal"], default=None,
                    help="greedy (default, the paper's protocol) or optimal (max total Dice)")
     p.add_argument("--format", choices=["csv", "parquet"], default="csv", help="per-image/matches file format")
+    p.add_argument("--tracking", action="store_true",
+                   help="also score tracks (both tables tracked, e.g. PRED = a `mitoscale track` output): "
+                        "IDF1, MOTA, ID switches (motmetrics), fission and fusion F1 (traccuracy); "
+                        "writes tracking.json with --out")
+    p.add_argument("--match-um", type=float, default=0.5, metavar="UM",
+                   help="tracking: largest centroid distance of a match, µm (default 0.5)")
     p.set_defaults(func=_evaluate)
 
     b = subparsers.add_parser(
@@ -64,7 +70,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, EvaluateConfig, overrides)
     if args.out:
         check_writable(args.out)
-    pred = read_table(args.pred)
+    from pathlib import Path
+
+    pred_path = Path(args.pred) / "instances" if (Path(args.pred) / "instances").is_dir() else args.pred
+    pred = read_table(pred_path)
     gt = read_table(args.gt)
     per_image, summary, matches = evaluate_tables(pred, gt, threshold=cfg.threshold, min_size=cfg.min_size,
                                                   matching=cfg.matching, return_matches=True)
@@ -73,7 +82,28 @@ def _evaluate(args: argparse.Namespace) -> int:
         write_evaluation(args.out, per_image, summary, matches, fmt=args.format,
                          meta=dict(config=dump_config(cfg), pred=str(args.pred), gt=str(args.gt)))
         print(f"wrote {args.out}/per_image.{args.format}, matches.{args.format}, summary.csv, summary.json")
+    if args.tracking:
+        _evaluate_tracking(pred, gt, args)
     return 0
+
+
+def _evaluate_tracking(pred, gt, args: argparse.Namespace) -> None:
+    import json
+    from pathlib import Path
+
+    from mitoscale.errors import ConfigError
+    from mitoscale.evaluate.tracking import tracking_metrics
+    from mitoscale.io.atomic import atomic_write_json
+
+    if not args.match_um > 0:
+        raise ConfigError(f"--match-um must be > 0, got {args.match_um:g}")
+    res = tracking_metrics(gt, pred, match_um=args.match_um)
+    m = res["mean"]
+    print(f"tracking: IDF1 {m['idf1']:.3f}  MOTA {m['mota']:.3f}  ID switches {m['id_switches']:.1f}  "
+          f"fission F1 {m['fission_f1']:.3f} (n={m['fission_true']})  "
+          f"fusion F1 {m['fusion_f1']:.3f} (n={m['fusion_true']})")
+    if args.out:
+        atomic_write_json(Path(args.out) / "tracking.json", json.loads(json.dumps(res, default=float)))
 
 
 def _baseline(args: argparse.Namespace) -> int:

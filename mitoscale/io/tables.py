@@ -122,8 +122,9 @@ SCHEMA: dict[str, str] = {
     "score": "float64",
 }
 
-OPTIONAL_SCHEMA: dict[str, str] = {**SHAPE_COLUMNS}
-"""Columns coerced to these dtypes when present, but not required (older tables lack them)."""
+OPTIONAL_SCHEMA: dict[str, str] = {**SHAPE_COLUMNS, "track_id": "int64", "parent_track_ids": "list[int64]"}
+"""Columns coerced to these dtypes when present, but not required (older tables lack them).
+``track_id`` / ``parent_track_ids`` are written by ``mitoscale track`` (docs/track.md)."""
 
 
 def encode_mask(mask: np.ndarray) -> tuple[tuple[int, int, int, int], bytes]:
@@ -184,8 +185,13 @@ def _coerce(df: pd.DataFrame) -> pd.DataFrame:
             continue
         if dtype == "bytes":
             df[col] = df[col].astype(object)
+        elif dtype == "list[int64]":  # rows of parts without the column (NaN) get []
+            df[col] = pd.Series([[int(x) for x in v] if isinstance(v, (list, tuple, np.ndarray)) else []
+                                 for v in df[col]], index=df.index, dtype=object)
         elif dtype == "string":
             df[col] = df[col].astype(str)
+        elif col in OPTIONAL_SCHEMA and dtype.startswith("int") and df[col].isna().any():
+            df[col] = df[col].astype(dtype.capitalize())  # nullable: parts without the column
         else:
             df[col] = df[col].astype(dtype)
     return df
@@ -348,20 +354,27 @@ def _typed_frame(columns: dict) -> pd.DataFrame:
 def with_shape_columns(df: pd.DataFrame) -> pd.DataFrame:
     """The table with the shape columns, computed from the masks where a table lacks them.
 
-    A table that already has every shape column is returned unchanged (a
-    copy); an older table gets them from its exact masks, per pixel size.
+    Rows without shape values (an older table, or the older parts of a folder
+    read together with newer ones: ``n_branches`` missing) get them from their
+    exact masks, per pixel size; rows that have them keep them.
     """
     df = df.copy()
     if all(c in df.columns for c in SHAPE_COLUMNS):
+        todo = np.flatnonzero(df["n_branches"].isna().to_numpy())
+    else:
+        todo = np.arange(len(df))
+    if len(todo) == 0:
         return df
     shape = pd.DataFrame(np.nan, index=df.index, columns=list(SHAPE_COLUMNS))
+    for c in SHAPE_COLUMNS:
+        if c in df:
+            shape[c] = df[c].astype(float)
     sizes = df["pixel_size_um"].to_numpy()
-    for size in np.unique(sizes):
-        rows = np.flatnonzero(sizes == size)
-        part = df.iloc[rows]
+    for size in np.unique(sizes[todo]):
+        rows = todo[sizes[todo] == size]
         crops = [decode_mask((r.bbox_y0, r.bbox_x0, r.bbox_y1, r.bbox_x1), r.mask)
-                 for r in part.itertuples(index=False)]
-        shape.iloc[rows] = shape_features(crops, float(size)).to_numpy()
+                 for r in df.iloc[rows].itertuples(index=False)]
+        shape.iloc[rows] = shape_features(crops, float(size)).to_numpy(dtype=float)
     for col, dtype in SHAPE_COLUMNS.items():
         df[col] = shape[col].astype(dtype).to_numpy()
     return df
@@ -438,6 +451,9 @@ def write_table(df: pd.DataFrame, path: str | Path, locations=None) -> None:
     """
     df = validate_table(df)
     table = pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False)
+    for col in [c for c, d in OPTIONAL_SCHEMA.items() if d == "list[int64]" and c in table.column_names]:
+        i = table.column_names.index(col)
+        table = table.set_column(i, pa.field(col, pa.list_(pa.int64())), table.column(col).cast(pa.list_(pa.int64())))
     if locations is not None:
         locs = _locations_frame(pd.concat([_locations_frame(locations), df[LOCATION_KEYS]], ignore_index=True))
         payload = json.dumps({"keys": LOCATION_KEYS, "locations": locs.to_numpy().tolist()},

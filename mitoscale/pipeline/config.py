@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import Field, PositiveInt, field_validator
 
 from mitoscale.config import StrictModel, load_config, load_yaml, validate
+from mitoscale.track.config import MovieConfig
 
 __all__ = [
     "ClusterSection",
@@ -80,10 +81,14 @@ class SamplesSection(StrictModel):
     pixel_size_um: float = Field(0.08, gt=0)
     timelapse_frames: int = Field(4, ge=0, description="0 = no timelapse")
     timelapse_condition: str | None = Field(None, description="default: the first condition")
+    timelapse_interval_s: float = Field(60.0, gt=0, description="time step in the timelapse's metadata")
     wells_per_condition: int = Field(2, ge=0, description="0 = no plate")
     fields_per_well: PositiveInt = 2
     conditions: list[SampleCondition] = Field(
         default_factory=lambda: [SampleCondition(name="control")])
+    movie: MovieConfig = Field(default_factory=lambda: MovieConfig(frames=0),
+                               description="timelapse with known tracks (samples/movie.ome.zarr); "
+                                           "frames 0 = none")
 
     @field_validator("conditions")
     @classmethod
@@ -131,6 +136,14 @@ class AnalyzeSection(StrictModel):
     set: dict[str, Any] = Field(default_factory=dict)
 
 
+class TrackSection(StrictModel):
+    """Tracks, fission and fusion of every segmented timelapse (``RUN_DIR/tracks/<name>``)."""
+
+    enabled: bool = True
+    config: str | None = None
+    set: dict[str, Any] = Field(default_factory=dict)
+
+
 class PipelineConfig(StrictModel):
     """``mitoscale run --config pipeline.yaml``: every stage in one file."""
 
@@ -140,6 +153,7 @@ class PipelineConfig(StrictModel):
     train: TrainSection = Field(default_factory=TrainSection)
     segment: SegmentSection = Field(default_factory=SegmentSection)
     analyze: AnalyzeSection = Field(default_factory=AnalyzeSection)
+    track: TrackSection = Field(default_factory=TrackSection)
 
 
 def _absolutise(cfg: PipelineConfig, base: Path) -> None:
@@ -149,7 +163,7 @@ def _absolutise(cfg: PipelineConfig, base: Path) -> None:
         q = Path(p).expanduser()
         return str(q if q.is_absolute() else (base / q).resolve())
 
-    for section in (cfg.simulate, cfg.samples, cfg.train, cfg.segment, cfg.analyze):
+    for section in (cfg.simulate, cfg.samples, cfg.train, cfg.segment, cfg.analyze, cfg.track):
         section.config = fix(section.config)
     cfg.segment.model = fix(cfg.segment.model)
     for inp in cfg.segment.inputs:

@@ -8,11 +8,17 @@ a condition's overrides, so the analysis has a known answer (e.g. a
 
 Layout in ``RUN_DIR/samples``::
 
-    timelapse.ome.zarr        NGFF 0.5 image, axes (t, y, x)
+    timelapse.ome.zarr        NGFF 0.5 image, axes (t, y, x): independent simulated frames
+    movie.ome.zarr            NGFF 0.5 image, axes (t, y, x), time step in its metadata: a
+                              timelapse with known tracks, fission and fusion (samples.movie,
+                              mitoscale.track.synthetic); one unit ("movie")
+    movie_conditions.csv      image_id,condition
+    truth_events/movie.parquet  the movie's true fission/fusion events
     plate.ome.zarr            NGFF 0.5 HCS plate: row = condition, columns 1..n, fields 0..m-1
     plate_conditions.csv      well,condition
     timelapse_conditions.csv  image_id,condition
-    truth/<unit>.parquet      simulated instances of each frame/field
+    truth/<unit>.parquet      simulated instances of each frame/field (the movie's with
+                              track_id and parent_track_ids)
     .markers/<unit>.done      one per finished frame/field
 
 Unit ``i`` is simulated with ``(seed, i)`` only, so any worker, in any order,
@@ -37,7 +43,7 @@ class SampleUnit:
     """One frame (timelapse) or field (plate) to simulate."""
 
     index: int           # simulator index: the unit's pixels depend on (seed, index) only
-    store: str           # "timelapse" or "plate"
+    store: str           # "timelapse", "plate" or "movie"
     image: str           # path of the NGFF image group inside the store
     t: int | None        # frame of the timelapse, None for a plate field
     well: str
@@ -48,6 +54,8 @@ class SampleUnit:
     def name(self) -> str:
         if self.store == "timelapse":
             return f"timelapse-t{self.t:04d}"
+        if self.store == "movie":
+            return "movie"
         return f"plate-{self.well.replace('/', '')}-f{self.field}"
 
 
@@ -67,6 +75,8 @@ def plan_samples(cfg: SamplesSection) -> list[SampleUnit]:
         for f in range(cfg.fields_per_well):
             units.append(SampleUnit(len(units), "plate", f"{row}/{col}/{f}", None,
                                     f"{row}/{col}", f, cond))
+    if cfg.movie.frames:
+        units.append(SampleUnit(len(units), "movie", "", None, "", 0, tl_cond))
     return units
 
 
@@ -93,8 +103,11 @@ def prepare_samples(cfg: SamplesSection, out: str | Path) -> Path:
     zeros = np.zeros((n, n), np.uint16)
     tl = out / "timelapse.ome.zarr"
     if cfg.timelapse_frames and not (tl / "zarr.json").exists():
-        write_ome_zarr_image(tl, np.zeros((cfg.timelapse_frames, n, n), np.uint16), "tyx", px,
+        tmp_tl = out / f".timelapse-{uuid.uuid4().hex[:8]}.ome.zarr"
+        write_ome_zarr_image(tmp_tl, np.zeros((cfg.timelapse_frames, n, n), np.uint16), "tyx", px,
                              version="0.5", chunks=(1, n, n))
+        _set_time_step(tmp_tl, cfg.timelapse_interval_s)
+        tmp_tl.rename(tl)
     tl_cond = cfg.timelapse_condition or cfg.conditions[0].name
     atomic_write_text(out / "timelapse_conditions.csv", f"image_id,condition\ntimelapse,{tl_cond}\n")
     wells = _wells(cfg)
@@ -115,7 +128,53 @@ def prepare_samples(cfg: SamplesSection, out: str | Path) -> Path:
         tmp.rename(plate)  # the plate appears complete or not at all
     lines = ["well,condition", *[f"{r}/{c},{cond}" for r, c, cond in wells]]
     atomic_write_text(out / "plate_conditions.csv", "\n".join(lines) + "\n")
+    atomic_write_text(out / "movie_conditions.csv", f"image_id,condition\nmovie,{tl_cond}\n")
     return out
+
+
+def _set_time_step(image: Path, seconds: float) -> None:
+    """Record the time step of an NGFF 0.5 image's first (t) axis: scale and unit "second"."""
+    import zarr
+
+    group = zarr.open_group(str(image), mode="a")
+    ome = group.attrs.asdict()["ome"]
+    ms = ome["multiscales"][0]
+    ms["axes"][0]["unit"] = "second"
+    for ds in ms["datasets"]:
+        ds["coordinateTransformations"][0]["scale"][0] = float(seconds)
+    group.attrs["ome"] = ome
+
+
+def _write_movie(out: Path, unit: SampleUnit, movie: dict) -> dict[str, Any]:
+    """Simulate the movie, write it (time step in the NGFF metadata), its truth and events."""
+    import pandas as pd
+
+    from mitoscale.io.omezarr import write_ome_zarr_image
+    from mitoscale.io.tables import write_table
+    from mitoscale.track.config import MovieConfig
+    from mitoscale.track.outputs import write_parquet
+    from mitoscale.track.synthetic import simulate_movie
+
+    cfg = MovieConfig.model_validate(movie)
+    mv = simulate_movie(cfg)
+    tmp = out / f".movie-{uuid.uuid4().hex[:8]}.ome.zarr"
+    write_ome_zarr_image(tmp, mv.images, "tyx", cfg.pixel_size_um, version="0.5",
+                         chunks=(1, cfg.image_px, cfg.image_px))
+    _set_time_step(tmp, cfg.frame_interval_s)  # what `mitoscale track` reads
+    target = out / "movie.ome.zarr"
+    if target.exists():
+        import shutil
+
+        shutil.rmtree(target)  # a previous, unmarked attempt
+    tmp.rename(target)
+    table = pd.concat(mv.tables, ignore_index=True)
+    table["condition"] = unit.condition
+    locs = [{"image_id": "movie", "well": "", "field": 0, "t": t, "z": 0} for t in range(cfg.frames)]
+    write_table(table, out / "truth" / "movie.parquet", locations=locs)
+    events = mv.events.assign(image_id="movie", well="", field=0, z=0)
+    write_parquet(events, out / "truth_events" / "movie.parquet")
+    return {"instances": int(len(table)), "condition": unit.condition, "frames": cfg.frames,
+            "events": int(len(events))}
 
 
 def _write_unit(out: str, unit: SampleUnit, sim_cfg: dict, seed: int, image_px: int,
@@ -127,6 +186,10 @@ def _write_unit(out: str, unit: SampleUnit, sim_cfg: dict, seed: int, image_px: 
     from mitoscale.simulate.config import SimulateConfig
     from mitoscale.simulate.render import simulate_image
 
+    if unit.store == "movie":
+        info = _write_movie(Path(out), unit, sim_cfg)
+        MarkerSet(Path(out) / ".markers").mark(unit.name, info)
+        return info
     cfg = SimulateConfig.model_validate(sim_cfg)
     sim = simulate_image(cfg, seed, unit.index, pixel_size_nm=pixel_size_um * 1000.0,
                          shape=(image_px, image_px))
@@ -175,7 +238,9 @@ def write_samples(cfg: SamplesSection, out: str | Path, client: Any = None) -> d
     markers = MarkerSet(out / ".markers")
     units = plan_samples(cfg)
     todo = [u for u in units if not markers.done(u.name)]
-    args = [(str(out), u, sims[u.condition], cfg.seed, cfg.image_px, cfg.pixel_size_um) for u in todo]
+    movie = cfg.movie.model_dump(mode="json")
+    args = [(str(out), u, movie if u.store == "movie" else sims[u.condition], cfg.seed, cfg.image_px,
+             cfg.pixel_size_um) for u in todo]
     if client is None:
         for a in args:
             _write_unit(*a)
@@ -197,4 +262,6 @@ def sample_inputs(cfg: SamplesSection, out: str | Path) -> list[tuple[str, Path,
         items.append(("timelapse", out / "timelapse.ome.zarr", out / "timelapse_conditions.csv"))
     if cfg.wells_per_condition:
         items.append(("plate", out / "plate.ome.zarr", out / "plate_conditions.csv"))
+    if cfg.movie.frames:
+        items.append(("movie", out / "movie.ome.zarr", out / "movie_conditions.csv"))
     return items

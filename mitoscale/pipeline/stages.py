@@ -4,6 +4,7 @@ Stages form a small DAG::
 
     simulate ──> train ──┐
     samples ─────────────┴─> segment ──> analyze
+                                    └──> track   (inputs with a time axis)
 
 A stage's *key* is the hash of its resolved configuration (stage config
 files read and validated, overrides applied) and of the keys of the stages
@@ -303,6 +304,27 @@ def _analyze_units(cfg: PipelineConfig, run_dir: Path) -> tuple[int, int, str]:
     return done, len(names), "inputs"
 
 
+# -- track -----------------------------------------------------------------------------------
+
+def _track_material(cfg: PipelineConfig, run_dir: Path) -> dict:
+    from mitoscale.track.pipeline import track_config
+
+    return {"track": dump_config(track_config(cfg)),
+            "inputs": [j["name"] for j in segment_jobs(cfg, run_dir)]}
+
+
+def _track_run(ctx: Context) -> dict:
+    from mitoscale.track.pipeline import track_stage
+
+    return track_stage(ctx.cfg, ctx.run_dir, segment_jobs(ctx.cfg, ctx.run_dir), ctx.client)
+
+
+def _track_units(cfg: PipelineConfig, run_dir: Path) -> tuple[int, int, str]:
+    from mitoscale.track.pipeline import track_progress
+
+    return track_progress(run_dir, segment_jobs(cfg, run_dir))
+
+
 def _segment_on(c: PipelineConfig) -> bool:
     return c.segment.enabled and (c.samples.enabled or bool(c.segment.inputs))
 
@@ -322,6 +344,8 @@ STAGES: list[Stage] = [
           _segment_units),
     Stage("analyze", lambda c: c.analyze.enabled and _segment_on(c), lambda c: ["segment"],
           _analyze_material, _analyze_run, lambda r: [r / "results"], _analyze_units),
+    Stage("track", lambda c: c.track.enabled and _segment_on(c), lambda c: ["segment"],
+          _track_material, _track_run, lambda r: [r / "tracks"], _track_units),
 ]
 
 

@@ -148,3 +148,16 @@ def test_with_shape_columns_uses_each_rows_pixel_size():
     restored = with_shape_columns(both.drop(columns=list(SHAPE_COLUMNS)))
     assert restored["skeleton_length_um"].iloc[1] == pytest.approx(2 * restored["skeleton_length_um"].iloc[0])
     pd.testing.assert_frame_equal(restored[list(SHAPE_COLUMNS)], both[list(SHAPE_COLUMNS)])
+
+
+def test_a_folder_mixing_older_and_newer_parts_loads(tmp_path):
+    new = instances_to_table([tube()], image_id="new", pixel_size_um=PX)
+    old = instances_to_table([tube()], image_id="old", pixel_size_um=PX).drop(columns=list(SHAPE_COLUMNS))
+    write_table(new, tmp_path / "parts" / "a.parquet")
+    write_table(old, tmp_path / "parts" / "b.parquet")
+    both = read_table(tmp_path / "parts")
+    assert with_shape_columns(both)["n_end_points"].tolist() == [2, 2]  # the old rows filled in
+    assert both.loc[both.image_id == "new", "n_end_points"].tolist() == [2]
+    assert both.loc[both.image_id == "old", "n_end_points"].isna().all()  # unknown, not 0
+    filled = with_shape_columns(both.drop(columns=list(SHAPE_COLUMNS)))
+    assert filled["n_end_points"].tolist() == [2, 2]

@@ -16,7 +16,7 @@ from .conftest import tiny_pipeline, write_config
 
 def _records(run_dir):
     st = RunState(run_dir)
-    return {s: st.record(s) for s in ("simulate", "samples", "train", "segment", "analyze")}
+    return {s: st.record(s) for s in ("simulate", "samples", "train", "segment", "analyze", "track")}
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +39,8 @@ def _copy_run(src, dst):
 @pytest.mark.parametrize("change, rerun", [
     ({"analyze": {"set": {"n_bootstrap": 200}}}, {"analyze"}),
     ({"segment": {"set": {"postprocess.min_score": 0.0, "prompts.spacing": 24,
-                          "decode.window": 8}}}, {"segment", "analyze"}),
-    ({"samples": {"seed": 7}}, {"samples", "segment", "analyze"}),
+                          "decode.window": 8}}}, {"segment", "analyze", "track"}),
+    ({"samples": {"seed": 7}}, {"samples", "segment", "analyze", "track"}),
     ({"simulate": {"n_images": 6}}, {"simulate"}),  # train is off: nothing reads the corpus
 ])
 def test_changed_config_reruns_only_that_stage_and_downstream(
@@ -129,7 +129,7 @@ def test_run_end_to_end_then_rerun_skips_everything(tmp_path, micro_model, local
     rec = _records(out)
     assert {s: (r or {}).get("state") for s, r in rec.items()} == {
         "simulate": "complete", "samples": "complete", "train": None,
-        "segment": "complete", "analyze": "complete"}
+        "segment": "complete", "analyze": "complete", "track": "complete"}
     results = out / "results"
     for name in ("timelapse", "plate", "plate_truth"):
         assert (results / name / "per_condition.csv").is_file()
@@ -139,12 +139,14 @@ def test_run_end_to_end_then_rerun_skips_everything(tmp_path, micro_model, local
     readme = (results / "README.md").read_text()
     assert "## plate" in readme and "ground truth (simulator)" in readme
     assert rec["segment"]["summary"]["plate"]["frames"] == 4
+    assert set(rec["track"]["summary"]) == {"timelapse"}  # the plate has no time axis: not tracked
+    assert (out / "tracks" / "timelapse" / ".markers" / "timelapse-f0-z0.done").is_file()
     marker_times = {p: p.stat().st_mtime_ns for p in out.rglob("*.done")}
     capsys.readouterr()
 
     assert main(argv) == 0  # rerun: nothing recomputed
     err = capsys.readouterr().err
-    assert err.count("complete (key") == 4
+    assert err.count("complete (key") == 5
     assert _records(out) == rec
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.done")} == marker_times
 
@@ -173,9 +175,9 @@ def test_train_stage_feeds_segment_and_a_train_change_reruns_downstream_only(
     man = json.loads((out / "segment" / "timelapse" / "manifest.json").read_text())
     assert man["model_path"] == str((out / "train" / "model.safetensors").resolve())
 
-    cfg["train"]["set"]["steps"] = 3  # train changes: train, segment, analyze rerun
+    cfg["train"]["set"]["steps"] = 3  # train changes: train, segment, analyze, track rerun
     write_config(path, cfg)
     assert main(argv) == 0
     after = _records(out)
-    assert {s for s in after if after[s] != rec[s]} == {"train", "segment", "analyze"}
+    assert {s for s in after if after[s] != rec[s]} == {"train", "segment", "analyze", "track"}
     assert after["train"]["summary"]["step"] == 3
