@@ -56,6 +56,10 @@ __all__ = [
     "create_label_image",
     "label_levels",
     "write_label_frame",
+    "check_labels_target",
+    "staging_name",
+    "publish_labels",
+    "remove_label_images",
     "label_axes",
     "write_ome_zarr_image",
 ]
@@ -327,7 +331,8 @@ def label_levels(shape_yx: Sequence[int], min_size: int = 256, max_levels: int =
 def create_label_image(out_root: str | Path, src: ImageSource, *, z_mode: str = "max",
                        name: str = "mitochondria", version: str | None = None,
                        dtype: str = "uint32", max_chunk: int = 4096,
-                       levels: int | None = None) -> str:
+                       levels: int | None = None, listed: bool = True,
+                       meta_name: str | None = None) -> str:
     """Create (or reopen) ``<group>/labels/<name>`` for ``src`` in an output store.
 
     The group path mirrors the input (``""`` or ``"A/1/0"``), the axes are
@@ -338,6 +343,9 @@ def create_label_image(out_root: str | Path, src: ImageSource, *, z_mode: str = 
     is level 0 subsampled by ``2**k`` in y and x (nearest neighbour, as labels
     must be), written frame by frame by :func:`write_label_frame`, so napari
     and other viewers can show whole plates and long movies quickly.
+    ``listed=False`` leaves ``name`` out of the ``labels`` list (a staging
+    copy, see :func:`publish_labels`); ``meta_name`` is the multiscale's
+    ``name`` (default ``name``).
 
     Returns
     -------
@@ -366,7 +374,9 @@ def create_label_image(out_root: str | Path, src: ImageSource, *, z_mode: str = 
     for k in range(levels):
         lshape = tuple(-(-n // 2**k) if i in yx else n for i, n in enumerate(shape))
         chunks = tuple(min(n, max_chunk) if i in yx else 1 for i, n in enumerate(lshape))
-        lg.create_array(str(k), shape=lshape, chunks=chunks, dtype=dtype, fill_value=0, overwrite=True)
+        kw = {"dimension_names": list(axes)} if zarr_format == 3 else {}
+        lg.create_array(str(k), shape=lshape, chunks=chunks, dtype=dtype, fill_value=0,
+                        overwrite=True, **kw)
     axes_meta = []
     for a in axes:
         entry = {"name": a, "type": "time" if a == "t" else "space"}
@@ -386,12 +396,99 @@ def create_label_image(out_root: str | Path, src: ImageSource, *, z_mode: str = 
     datasets = [{"path": str(k), "coordinateTransformations": [
         {"type": "scale", "scale": [v * 2**k if i in yx else v for i, v in enumerate(scale)]}]}
         for k in range(levels)]
-    write_multiscales_metadata(lg, datasets=datasets, fmt=fmt, axes=axes_meta, name=name)
+    write_multiscales_metadata(lg, datasets=datasets, fmt=fmt, axes=axes_meta, name=meta_name or name)
     add_metadata(lg, {"image-label": {"version": fmt.version}}, fmt=fmt)
-    names = list(_attrs(labels).get("labels") or [])
-    if name not in names:
-        add_metadata(labels, {"labels": [*names, name]}, fmt=fmt)
+    _list_label(labels, name if listed else None, fmt)
     return label_path
+
+
+def _list_label(labels, name: str | None, fmt, remove: str | None = None) -> None:
+    """Add ``name`` to (and drop ``remove`` from) a ``labels`` group's list; 0.5 groups carry the version."""
+    from ome_zarr.writer import add_metadata
+
+    names = [n for n in (_attrs(labels).get("labels") or []) if n != remove]
+    if name is not None and name not in names:
+        names.append(name)
+    meta: dict[str, Any] = {"labels": names}
+    if fmt.version not in ("0.1", "0.2", "0.3", "0.4"):
+        meta["version"] = fmt.version
+    add_metadata(labels, meta, fmt=fmt)
+
+
+def staging_name(name: str) -> str:
+    """Name under which labels written into an input are staged until every frame is done."""
+    return f"{name}-partial"
+
+
+def _label_groups(root: Path, sources: Sequence[ImageSource]) -> list[Path]:
+    return sorted({root / s.group_path / "labels" if s.group_path else root / "labels"
+                   for s in sources})
+
+
+def check_labels_target(input_path: str | Path, sources: Sequence[ImageSource]) -> None:
+    """Refuse ``--labels-into-input`` on anything but a writable OME-Zarr store."""
+    import os
+    import tempfile
+
+    from mitoscale.errors import OutputError
+
+    input_path = Path(input_path)
+    if not input_path.is_dir() or not all(s.ngff_version for s in sources):
+        raise OutputError(f"--labels-into-input needs an OME-Zarr store; {input_path} is not one "
+                          "(write the labels to --out instead)")
+    for s in sources:
+        image = input_path / s.group_path if s.group_path else input_path
+        try:
+            if not os.access(image, os.W_OK):
+                raise PermissionError(13, "permission denied")
+            with tempfile.NamedTemporaryFile(dir=image, prefix=".mitoscale-probe-"):
+                pass
+        except OSError as exc:
+            raise OutputError(f"--labels-into-input: the input store {input_path} is read-only "
+                              f"({exc.strerror or exc}); write the labels to --out instead") from None
+
+
+def publish_labels(root: str | Path, sources: Sequence[ImageSource], staging: str, name: str) -> None:
+    """Move staged labels into place under ``name`` and list them (one rename per image).
+
+    A previous ``name`` is replaced.  Readers see either the old labels or
+    the complete new ones, never a half-written image.
+    """
+    import shutil
+
+    import zarr
+
+    root = Path(root)
+    for labels_dir in _label_groups(root, sources):
+        src, dst = labels_dir / staging, labels_dir / name
+        if not src.is_dir():
+            continue
+        group = zarr.open_group(str(src), mode="r+")
+        ms = _attrs(group)["multiscales"]
+        version = _attrs(group).get("version") or ("0.4" if group.metadata.zarr_format == 2 else "0.5")
+        fmt = _fmt("0.4" if str(version).startswith("0.4") else "0.5")
+        ms[0]["name"] = name
+        from ome_zarr.writer import add_metadata
+
+        add_metadata(group, {"multiscales": ms}, fmt=fmt)
+        if dst.exists():
+            old = dst.with_name(f"{name}-old")
+            shutil.rmtree(old, ignore_errors=True)
+            dst.rename(old)
+            src.rename(dst)
+            shutil.rmtree(old)
+        else:
+            src.rename(dst)
+        labels = zarr.open_group(str(labels_dir), mode="r+")
+        _list_label(labels, name, fmt, remove=staging)
+
+
+def remove_label_images(root: str | Path, sources: Sequence[ImageSource], name: str) -> None:
+    """Delete ``labels/<name>`` of every image (``--overwrite`` of an output)."""
+    import shutil
+
+    for labels_dir in _label_groups(Path(root), sources):
+        shutil.rmtree(labels_dir / name, ignore_errors=True)
 
 
 def write_label_frame(out_root: str | Path, label_path: str, index: Sequence[int],

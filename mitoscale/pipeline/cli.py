@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import signal
 
 from mitoscale.cluster import add_cluster_args
 from mitoscale.config import add_override_args
@@ -50,13 +49,6 @@ def register(subparsers) -> None:
     s.set_defaults(func=_status)
 
 
-def _sigterm_to_interrupt(signum, frame):
-    # one interruption only: a batch system often signals every process of the job (and
-    # the job script forwards it again); a second one must not cut the clean-up short
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def _run(args: argparse.Namespace) -> int:
     from mitoscale.pipeline.config import load_pipeline_config
     from mitoscale.pipeline.run import run_pipeline
@@ -75,8 +67,6 @@ def _run(args: argparse.Namespace) -> int:
         cfg.cluster.scheduler = args.scheduler
     if args.workers:
         cfg.cluster.workers = args.workers
-    # a walltime kill or scancel sends SIGTERM: stop like Ctrl-C, recording the interruption
-    signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
     run_pipeline(cfg, args.out, only=args.only)
     print(format_status(run_status(args.out), args.out))
     return 0
