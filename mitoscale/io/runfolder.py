@@ -322,7 +322,14 @@ class RunFolder:
 
     def _write(self, **fields: Any) -> None:
         self.manifest.update(fields)
-        atomic_write_json(self.manifest_path, self.manifest)
+        with disk_errors(self.manifest_path):
+            atomic_write_json(self.manifest_path, self.manifest)
+
+    def _write_after_error(self, **fields: Any) -> None:
+        try:  # best effort: the disk may be what failed; never hide the original error
+            self._write(**fields)
+        except (OSError, MitoscaleError):
+            pass
 
     @contextlib.contextmanager
     def running(self, units: list[str], **fields: Any) -> Iterator[RunFolder]:
@@ -341,16 +348,17 @@ class RunFolder:
                          "started": _now(self._t0)}
         self._write()
         try:
-            yield self
+            with disk_errors(self.out):
+                yield self
         except KeyboardInterrupt:
-            self._write(status="interrupted", stopped=_now(), **self._counts())
+            self._write_after_error(status="interrupted", stopped=_now(), **self._counts())
             raise
         except UnitFailures:
             raise
         except BaseException as exc:
-            self._write(status="failed", stopped=_now(),
-                        error=str(exc) if isinstance(exc, MitoscaleError)
-                        else f"{exc.__class__.__name__}: {exc}", **self._counts())
+            self._write_after_error(status="failed", stopped=_now(),
+                                    error=str(exc) if isinstance(exc, MitoscaleError)
+                                    else f"{exc.__class__.__name__}: {exc}", **self._counts())
             raise
 
     def _counts(self) -> dict[str, Any]:
@@ -426,7 +434,7 @@ def guard_unit(unit: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> 
     which stops the run; other exceptions propagate (Dask retries them).
     """
     try:
-        with disk_errors(unit):
+        with disk_errors(f"the results of {unit}"):
             return fn(*args, **kwargs)
     except OutputError:
         raise

@@ -41,8 +41,9 @@ from mitoscale.io.images import (ImageSource, check_channel, check_pixel_sizes, 
                                  require_pixel_size)
 from mitoscale.io.omezarr import (check_labels_target, create_label_image, label_axes, publish_labels,
                                   remove_label_images, staging_name, write_label_frame)
-from mitoscale.io.runfolder import (RunFolder, UnitFailure, check_output_location, gather_units,
-                                    guard_unit, input_identity, read_pixels, run_units_locally)
+from mitoscale.io.runfolder import (RunFolder, UnitFailure, check_output_location, disk_errors,
+                                    gather_units, guard_unit, input_identity, read_pixels,
+                                    run_units_locally)
 from mitoscale.io.tables import write_table
 from mitoscale.segment.config import SegmentConfig
 from mitoscale.segment.frame import finish_frame, paint_labels, prepare_frame, run_tile
@@ -226,7 +227,8 @@ def run_segmentation(input: str | Path, out: str | Path, model: str | Path | Non
     # only when every frame is done, so the input never lists half-written labels
     label_root = input_path if labels_into_input else out
     label_name = staging_name(cfg.output.labels_name) if labels_into_input else cfg.output.labels_name
-    jobs = _jobs(sources, cfg, label_root, ngff, label_name)
+    with disk_errors(label_root):
+        jobs = _jobs(sources, cfg, label_root, ngff, label_name)
     pending = set(folder.pending([j.unit for j in jobs]))
     pending_jobs = [j for j in jobs if j.unit in pending]
     fields = {
