@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from mitoscale.analyse.replicates import unit_word
+
 __all__ = ["FIGURES", "plot_metric", "plot_all"]
 
 #: file stem -> (per-image variable, y label, title)
@@ -44,7 +46,7 @@ def plot_metric(ds: xr.Dataset, var: str, ax, *, ylabel: str = "", title: str = 
     ax.set_xticks(np.arange(len(conditions)))
     n = ds["n_units" if "n_units" in ds else "n_images"].to_numpy()
     unit = ds.attrs.get("replicate", "image")
-    ax.set_xticklabels([f"{c}\n(n={k} {unit}{'s' if k != 1 else ''})" for c, k in zip(conditions, n)])
+    ax.set_xticklabels([f"{c}\n(n={k} {unit_word(unit, k)})" for c, k in zip(conditions, n)])
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     if var.endswith("fraction"):
@@ -66,7 +68,7 @@ def plot_all(ds: xr.Dataset, out_dir: str | Path, *, suptitle: str = "") -> list
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     thr = ds.attrs.get("dot_max_area_um2")
-    note = f"dot: area <= {thr:g} µm²; bars: mean of {ds.attrs.get('replicate', 'image')}s, whiskers: {ds.attrs.get('ci', 0.95):.0%} bootstrap CI" \
+    note = f"dot: area <= {thr:g} µm²; bars: mean of {unit_word(ds.attrs.get('replicate', 'image'))}, whiskers: {ds.attrs.get('ci', 0.95):.0%} bootstrap CI" \
         if thr is not None else ""
     for stem, (var, ylabel, title) in FIGURES.items():
         fig, ax = plt.subplots(figsize=(1.8 + 1.6 * ds.sizes["condition"], 4.2), constrained_layout=True)

@@ -33,12 +33,17 @@ import pandas as pd
 
 from mitoscale.errors import InputError
 
-__all__ = ["REPLICATES", "resolve_replicate", "replicate_units", "aggregate_units"]
+__all__ = ["REPLICATES", "resolve_replicate", "replicate_units", "aggregate_units", "unit_word"]
 
 REPLICATES = ("auto", "image", "field", "series", "well")
 
 _KEYS = {"image": ["image_id", "well", "field", "t", "z"], "field": ["image_id", "well", "field"],
          "series": ["image_id", "well", "field"], "well": ["image_id", "well"]}
+
+
+def unit_word(unit: str, n: int = 2) -> str:
+    """``"well"``/``"wells"``, ``"series"``/``"series"``... for labels."""
+    return unit if n == 1 or unit == "series" else f"{unit}s"
 
 
 def resolve_replicate(per_image: pd.DataFrame, replicate: str = "auto") -> str:

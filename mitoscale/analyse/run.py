@@ -127,9 +127,11 @@ def write_outputs(ds, out_dir: str | Path, *, suptitle: str = "") -> dict[str, P
 
 def format_summary(ds) -> str:
     """Plain-text table of the per-condition means (printed by the CLI)."""
-    unit = ds.attrs.get("replicate", "image")
+    from mitoscale.analyse.replicates import unit_word
+
+    unit = unit_word(ds.attrs.get("replicate", "image"))
     lines = [f"dot: area <= {ds.attrs['dot_max_area_um2']:g} um^2; mean over replicates "
-             f"(n = {unit}s) [{ds.attrs['ci']:.0%} bootstrap CI]",
+             f"(n = {unit}) [{ds.attrs['ci']:.0%} bootstrap CI]",
              f"{'condition':<16}{'n':>4}  {'dots/img':>9} {'rods/img':>9}  {'dot share (count)':>24}  "
              f"{'dot share (area)':>24}"]
     for cond in ds["condition"].to_numpy():
