@@ -263,15 +263,13 @@ class RunFolder:
                          or list((self.out / "instances").glob("*.parquet")))
         if old is not None or has_units:
             old_id = (old or {}).get("identity")
-            if old_id is None:
-                diffs = ["its record (written by an older mitoscale, or none)"]
-            else:
-                diffs = _differences(old_id, identity)
+            diffs = ["identity"] if old_id is None else _differences(old_id, identity)
             if diffs:
                 if not overwrite:
-                    raise OutputError(
-                        f"{self.out} holds a {(old or {}).get('stage', 'previous')} run with another "
-                        f"{', '.join(diffs)}; use a new --out or --overwrite")
+                    what = ("results without a run identity (an older mitoscale or another tool)"
+                            if old_id is None else
+                            f"a {(old or {}).get('stage', 'previous')} run with another {', '.join(diffs)}")
+                    raise OutputError(f"{self.out} holds {what}; use a new --out or --overwrite")
                 self.clear()
                 self.identity = identity
                 return True
