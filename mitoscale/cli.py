@@ -66,9 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from mitoscale.cluster.signals import install
+    from mitoscale.cluster.signals import install, restore
 
-    install()  # SIGINT/SIGTERM -> one line, exit 130/143, the run recorded as interrupted
+    previous = install()  # SIGINT/SIGTERM -> one line, exit 130/143, the run recorded as interrupted
     try:
         rc = args.func(args)
     except MitoscaleError as exc:
@@ -82,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mitoscale {args.command}: {what}; rerun the same command to resume",
               file=sys.stderr, flush=True)
         return code
+    finally:
+        restore(previous)
     return int(rc or 0)
 
 

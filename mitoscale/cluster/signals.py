@@ -23,7 +23,7 @@ import logging
 import signal
 import threading
 
-__all__ = ["Interrupted", "install", "ignore_in_worker", "quiet_library_logs"]
+__all__ = ["Interrupted", "install", "restore", "ignore_in_worker", "quiet_library_logs"]
 
 
 class Interrupted(KeyboardInterrupt):
@@ -61,12 +61,23 @@ def _handler(signum, frame):
     raise Interrupted(signum)
 
 
-def install() -> None:
-    """Turn SIGINT and SIGTERM into :class:`Interrupted` (main thread only; else a no-op)."""
+def install() -> dict:
+    """Turn SIGINT and SIGTERM into :class:`Interrupted` (main thread only; else a no-op).
+
+    Returns the previous handlers, for :func:`restore`.
+    """
     if threading.current_thread() is not threading.main_thread():
-        return
+        return {}
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     signal.signal(signal.SIGINT, _handler)
     signal.signal(signal.SIGTERM, _handler)
+    return old
+
+
+def restore(old: dict) -> None:
+    """Put back the handlers :func:`install` replaced (``main`` called in-process, e.g. by tests)."""
+    for sig, handler in old.items():
+        signal.signal(sig, handler)
 
 
 def _not_cancelled(record: logging.LogRecord) -> bool:

@@ -39,8 +39,9 @@ from mitoscale.config import config_hash, dump_config
 from mitoscale.io.atomic import MarkerSet, check_writable
 from mitoscale.io.images import (ImageSource, check_channel, check_pixel_sizes, iter_frames, open_image,
                                  require_pixel_size)
-from mitoscale.io.omezarr import (check_labels_target, create_label_image, label_axes, publish_labels,
-                                  remove_label_images, staging_name, write_label_frame)
+from mitoscale.io.omezarr import (check_labels_target, copy_plate_layout, create_frame_image,
+                                  create_label_image, label_axes, publish_labels, remove_label_images,
+                                  staging_name, write_label_frame)
 from mitoscale.io.runfolder import (RunFolder, UnitFailure, check_output_location, disk_errors,
                                     gather_units, guard_unit, input_identity, read_pixels,
                                     run_units_locally)
@@ -68,6 +69,7 @@ class FrameJob:
     label_index: tuple[int, ...]
     n_tiles: int
     label_root: str | None = None  # the store holding label_path (default: the output)
+    image_path: str | None = None  # the output's image of the segmented frames (None: labels in input)
 
 
 def check_paths(input_path: Path, out: Path) -> None:
@@ -138,6 +140,8 @@ def _finish(prepared, tile_results, job: FrameJob, out: str, cfg: SegmentConfig)
     write_table(df, out / "instances" / f"{job.unit}.parquet", locations=[job.keys])  # even with no rows
     write_label_frame(job.label_root or out, job.label_path, job.label_index,
                       paint_labels(df, prep.input_shape))
+    if job.image_path is not None:  # the frame itself, so OUT is a valid image with its labels
+        write_label_frame(out, job.image_path, job.label_index, np.asarray(image))
     stats.update(instances=len(df), tiles=len(prep.tiles), prepare_s=prep.prepare_s,
                  finish_s=time.perf_counter() - t0)
     MarkerSet(out / ".markers").mark(job.unit, stats)
@@ -145,11 +149,15 @@ def _finish(prepared, tile_results, job: FrameJob, out: str, cfg: SegmentConfig)
 
 
 def _jobs(sources: list[ImageSource], cfg: SegmentConfig, label_root: Path, ngff: str | None,
-          label_name: str) -> list[FrameJob]:
+          label_name: str, out: Path, input_path: Path) -> list[FrameJob]:
     jobs = []
+    into_out = Path(label_root) == Path(out)
+    if into_out and sources and sources[0].well:  # a plate: OUT becomes a plate too
+        copy_plate_layout(input_path, out, ngff)
     for src in sources:
         lpath = create_label_image(label_root, src, z_mode=cfg.input.z_mode, name=label_name,
                                    version=ngff, listed=label_name == cfg.output.labels_name)
+        ipath = create_frame_image(out, src, z_mode=cfg.input.z_mode, version=ngff) if into_out else None
         laxes = label_axes(src, cfg.input.z_mode)
         shape80 = resampled_shape((src.size("y"), src.size("x")), src.pixel_size_um, cfg.model.pixel_size_um)
         n_tiles = len(tile_grid(shape80, cfg.model.tile_size, cfg.model.halo,
@@ -158,7 +166,7 @@ def _jobs(sources: list[ImageSource], cfg: SegmentConfig, label_root: Path, ngff
             index = tuple(v for a, v in (("t", fr.t), ("z", fr.z)) if a in laxes)
             where = f"{src.path} (t={fr.t}, z={fr.z})"
             jobs.append(FrameJob(fr.unit, fr.keys, fr.data, float(src.pixel_size_um), where,
-                                 lpath, index, n_tiles, str(label_root)))
+                                 lpath, index, n_tiles, str(label_root), ipath))
     return jobs
 
 
@@ -228,7 +236,7 @@ def run_segmentation(input: str | Path, out: str | Path, model: str | Path | Non
     label_root = input_path if labels_into_input else out
     label_name = staging_name(cfg.output.labels_name) if labels_into_input else cfg.output.labels_name
     with disk_errors(label_root):
-        jobs = _jobs(sources, cfg, label_root, ngff, label_name)
+        jobs = _jobs(sources, cfg, label_root, ngff, label_name, out, input_path)
     pending = set(folder.pending([j.unit for j in jobs]))
     pending_jobs = [j for j in jobs if j.unit in pending]
     fields = {

@@ -66,13 +66,25 @@ def test_label_output_validates(tmp_path, micro_model, version):
     plate = _plate(tmp_path / "plate.ome.zarr", version)
     out = tmp_path / "seg"
     assert main(["segment", str(plate), "--model", str(micro_model), "--out", str(out), *FAST]) == 0
+    m = _models(version)
     for field in _fields():
         _validate_labels(out, field, version)
+        m.Image.from_zarr(zarr.open_group(str(out / field), mode="r"))  # the segmented frame
+        got = zarr.open_array(str(out / field / "0"), mode="r")[...]
+        inp = zarr.open_group(str(plate / field), mode="r")
+        np.testing.assert_array_equal(got, inp[next(iter(inp.array_keys()))][...])
+    m.HCS.from_zarr(zarr.open_group(str(out), mode="r"))  # a segmented plate is a valid plate
     movie = write_ome_zarr_image(tmp_path / "movie.ome.zarr", np.stack([_frame(1), _frame(2)]), "tyx",
                                  0.08, version=version)
     out2 = tmp_path / "seg2"
     assert main(["segment", str(movie), "--model", str(micro_model), "--out", str(out2), *FAST]) == 0
     _, label = _validate_labels(out2, "", version)
+    m.Image.from_zarr(zarr.open_group(str(out2), mode="r"))  # the output root is an image
+    # frames and labels on one grid, at the input's scale
+    for group in (out2, out2 / "labels" / "mitochondria"):
+        attrs = dict(zarr.open_group(str(group), mode="r").attrs)
+        ms = attrs.get("ome", attrs)["multiscales"][0]
+        assert ms["datasets"][0]["coordinateTransformations"][0]["scale"][-2:] == [0.08, 0.08]
     if version == "0.5":  # Zarr v3 arrays name their dimensions
         arr = zarr.open_array(str(out2 / "labels" / "mitochondria" / "0"), mode="r")
         assert arr.metadata.dimension_names == ("t", "y", "x")
