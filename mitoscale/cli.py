@@ -67,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from mitoscale.cluster.signals import install, restore
+
+    previous = install()  # SIGINT/SIGTERM -> one line, exit 130/143, the run recorded as interrupted
     try:
         rc = args.func(args)
     except MitoscaleError as exc:
@@ -74,9 +77,14 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"mitoscale {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("mitoscale: interrupted; rerun the same command to resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        code = getattr(exc, "exit_code", 130)
+        what = {130: "interrupted (SIGINT)", 143: "stopped by SIGTERM"}.get(code, "interrupted")
+        print(f"mitoscale {args.command}: {what}; rerun the same command to resume",
+              file=sys.stderr, flush=True)
+        return code
+    finally:
+        restore(previous)
     return int(rc or 0)
 
 

@@ -8,7 +8,7 @@ import pandas as pd
 
 from mitoscale.errors import InputError
 
-__all__ = ["read_conditions", "assign_conditions"]
+__all__ = ["read_conditions", "assign_conditions", "well_key"]
 
 _IMAGE_COLUMNS = ("image_id", "image", "file", "filename")
 
@@ -19,7 +19,9 @@ def read_conditions(path: str | Path) -> pd.DataFrame:
     The file needs a ``condition`` column and one key column: ``image_id``,
     ``image``, ``file`` or ``filename`` (file names are reduced to their stem,
     so ``img_01.png`` matches the table's ``image_id`` ``img_01``), or
-    ``well`` (e.g. ``B/3``) for plates.  Other columns are kept as metadata.
+    ``well`` for plates, written any way plate readers and NGFF write it:
+    ``B3``, ``B03``, ``b3``, ``B/3``, ``B-03`` all name the same well
+    (:func:`well_key`).  Other columns are kept as metadata.
 
     Returns
     -------
@@ -50,6 +52,12 @@ def read_conditions(path: str | Path) -> pd.DataFrame:
     values = df[key].str.strip()
     if key != "well":
         values = values.map(lambda v: _stem(v))
+    else:
+        for i, v in enumerate(values):
+            if v and well_key(v) is None:
+                raise InputError(f"{path}: line {i + 2}: {v!r} is not a well name "
+                                 "(a row letter and a column number: A1, A01, A/1)")
+        values = values.map(lambda v: well_key(v) or "")
     blank = df["condition"].str.strip() == ""
     if blank.any():
         line = int(blank.to_numpy().nonzero()[0][0]) + 2
@@ -63,6 +71,16 @@ def read_conditions(path: str | Path) -> pd.DataFrame:
     out = df.drop(columns=[key]).assign(key="image_id" if key != "well" else "well", value=values,
                                         condition=df["condition"].str.strip())
     return out[["key", "value", "condition", *[c for c in out.columns if c not in ("key", "value", "condition")]]]
+
+
+def well_key(name: str) -> str | None:
+    """Canonical ``"B/3"`` form of a well name (``B3``, ``b03``, ``B/3``, ``B-03``...), or ``None``."""
+    import re
+
+    m = re.fullmatch(r"\s*([A-Za-z]{1,2})\s*[/_\- ]?\s*0*(\d{1,3})\s*", str(name))
+    if m is None or int(m.group(2)) == 0:
+        return None
+    return f"{m.group(1).upper()}/{int(m.group(2))}"
 
 
 def _stem(name: str) -> str:
@@ -98,12 +116,15 @@ def assign_conditions(images: pd.DataFrame, conditions: pd.DataFrame, source: st
     """
     key = conditions["key"].iloc[0]
     mapping = dict(zip(conditions["value"], conditions["condition"]))
-    known = set(images[key].astype(str))
+    names = images[key].astype(str)
+    if key == "well":  # the plate's own well paths ("A/01" or "A/1") in canonical form too
+        names = names.map(lambda w: well_key(w) or w)
+    known = set(names)
     unknown = [v for v in conditions["value"] if v not in known]
     if unknown:
         more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
         raise InputError(f"{source}: {key} {unknown[0]!r}{more} not found in the instance tables")
-    assigned = images[key].astype(str).map(mapping)
+    assigned = names.map(mapping)
     for cond in dict.fromkeys(conditions["condition"]):
         if not (assigned == cond).any():
             raise InputError(f"{source}: condition {cond!r} has no image in the instance tables")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from mitoscale.config import StrictModel
 
@@ -33,3 +33,14 @@ class AnalyseConfig(StrictModel):
     """Branch points that make an instance a network (the skeleton shape column)."""
     condition_order: list[str] | None = None
     """Order of conditions in tables and figures; default: first appearance in the CSV."""
+    replicate: Literal["auto", "image", "field", "series", "well"] = "auto"
+    """The experimental unit means and CIs are taken over (mitoscale.analyse.replicates):
+    ``auto`` = the well for plates, the series for timelapses, the image for single frames.
+    Frames of one movie or fields of one well are not independent replicates."""
+
+    @model_validator(mode="after")
+    def _min_below_dot(self) -> AnalyseConfig:
+        if self.min_area_um2 >= self.dot_max_area_um2:
+            raise ValueError(f"min_area_um2 ({self.min_area_um2:g}) must be below dot_max_area_um2 "
+                             f"({self.dot_max_area_um2:g}): it would drop every dot")
+        return self

@@ -11,14 +11,18 @@ Dimensions ``image``, ``class`` (dot, rod), ``condition`` and ``bound``
     area_fraction    (image, class)      area / all instance area of the image
     image_condition  (image)             coordinate: the image's condition
     n_images         (condition)
+    unit_<v>         (unit, class)       the images' values averaged within each replicate unit
+    unit_condition   (unit)              coordinate: the unit's condition
+    n_units          (condition)         replicates (the n of the statistics)
     total_count      (condition, class)  summed over the condition's images
     pooled_count_fraction (condition, class)  total_count / all instances
-    mean_<v>         (condition, class)  mean over images, v in count, count_fraction, area_fraction
+    mean_<v>         (condition, class)  mean over units, v in count, count_fraction, area_fraction
     ci_<v>           (condition, class, bound)  percentile bootstrap CI of that mean
 
-Each image weighs equally in the means (the biological replicate is the
-image, not the mitochondrion); the bootstrap resamples images within a
-condition.
+Each replicate unit weighs equally in the means and the bootstrap resamples
+units within a condition (:mod:`mitoscale.analyse.replicates`: the unit is
+the well, field, series or image, ``attrs["replicate"]``); with
+``replicate="image"`` every frame is its own unit.
 """
 
 from __future__ import annotations
@@ -63,7 +67,7 @@ def bootstrap_mean_ci(values: np.ndarray, n_boot: int, ci: float, rng: np.random
 
 def build_dataset(per_image: pd.DataFrame, conditions: list[str], *, n_bootstrap: int = 2000,
                   ci: float = 0.95, seed: int = 0, attrs: dict | None = None,
-                  classes: tuple[str, ...] = CLASSES) -> xr.Dataset:
+                  classes: tuple[str, ...] = CLASSES, replicate: str = "image") -> xr.Dataset:
     """Build the morphology Dataset.
 
     Parameters
@@ -79,6 +83,8 @@ def build_dataset(per_image: pd.DataFrame, conditions: list[str], *, n_bootstrap
         Extra global attributes (settings, sources).
     classes : tuple of str
         The class coordinate (``mitoscale.analyse.classes``: dot/rod, or dot/rod/network).
+    replicate : {"auto", "image", "field", "series", "well"}
+        The experimental unit the statistics are taken over.
 
     Returns
     -------
@@ -107,6 +113,13 @@ def build_dataset(per_image: pd.DataFrame, conditions: list[str], *, n_bootstrap
             "well": ("image", per_image["well"].astype(str).to_numpy()),
         },
     )
+    from mitoscale.analyse.replicates import aggregate_units, replicate_units, resolve_replicate
+
+    replicate = resolve_replicate(per_image, replicate)
+    units, unit_cond, unit_vals, _ = aggregate_units(
+        {v: ds[v].to_numpy() for v in _MEAN_VARS},
+        replicate_units(per_image, replicate).to_numpy(dtype=object), ds["image_condition"].to_numpy())
+    n_units = np.array([(unit_cond == c).sum() for c in conditions], dtype=np.int64)
     rng = np.random.default_rng(seed)
     per_cond = {v: np.full((len(conditions), len(classes)), np.nan) for v in _MEAN_VARS}
     cis = {v: np.full((len(conditions), len(classes), 2), np.nan) for v in _MEAN_VARS}
@@ -118,8 +131,8 @@ def build_dataset(per_image: pd.DataFrame, conditions: list[str], *, n_bootstrap
         n_images[i] = sel.sum()
         total[i] = count[sel].sum(axis=0)
         for v in _MEAN_VARS:
-            vals = ds[v].to_numpy()[sel].astype(float)
-            vals = vals[~np.isnan(vals).any(axis=1)]  # images without any instance have no fractions
+            vals = unit_vals[v][unit_cond == cond]  # statistics over replicate units
+            vals = vals[~np.isnan(vals).any(axis=1)]  # units without any instance have no fractions
             if len(vals):
                 per_cond[v][i] = vals.mean(axis=0)
                 cis[v][i] = bootstrap_mean_ci(vals, n_bootstrap, ci, rng)
@@ -129,18 +142,23 @@ def build_dataset(per_image: pd.DataFrame, conditions: list[str], *, n_bootstrap
     agg = xr.Dataset(
         {
             "n_images": ("condition", n_images),
+            "n_units": ("condition", n_units),
+            **{f"unit_{v}": (("unit", "class"), unit_vals[v]) for v in _MEAN_VARS},
             "total_count": (cond_dims, total),
             "pooled_count_fraction": (cond_dims, pooled),
             **{f"mean_{v}": (cond_dims, per_cond[v]) for v in _MEAN_VARS},
             **{f"ci_{v}": ((*cond_dims, "bound"), cis[v]) for v in _MEAN_VARS},
         },
-        coords={"condition": list(conditions), "class": classes, "bound": ["low", "high"]},
+        coords={"condition": list(conditions), "class": classes, "bound": ["low", "high"],
+                "unit": units.astype(str), "unit_condition": ("unit", unit_cond.astype(str))},
     )
     out = xr.merge([ds, agg], compat="no_conflicts", join="outer")
     out.attrs.update(
         title="mitoscale dot/rod morphology",
         n_bootstrap=int(n_bootstrap), ci=float(ci), seed=int(seed),
-        bootstrap="percentile bootstrap of the per-image mean, resampling images within a condition",
+        replicate=replicate,
+        bootstrap=f"percentile bootstrap of the mean over replicate units ({replicate}), "
+                  "resampling units within a condition",
         **(attrs or {}),
     )
     return out
@@ -161,7 +179,8 @@ def dataset_to_frames(ds: xr.Dataset) -> tuple[pd.DataFrame, pd.DataFrame]:
     for cond in ds["condition"].to_numpy():
         for cls in ds["class"].to_numpy():
             sel = ds.sel(condition=cond, **{"class": cls})
-            row = dict(condition=cond, **{"class": cls}, n_images=int(sel["n_images"]),
+            row = dict(condition=cond, **{"class": cls}, replicate=ds.attrs.get("replicate", "image"),
+                       n_units=int(sel["n_units"]), n_images=int(sel["n_images"]),
                        total_count=int(sel["total_count"]),
                        pooled_count_fraction=float(sel["pooled_count_fraction"]))
             for v in _MEAN_VARS:

@@ -1,5 +1,5 @@
 """The three morphology figures (the paper's Figure 5): bars of the per-condition
-mean with bootstrap CIs, and every image as a point over its bar."""
+mean with bootstrap CIs, and every replicate unit (well, series or image) as a point over its bar."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
+
+from mitoscale.analyse.replicates import unit_word
 
 __all__ = ["FIGURES", "plot_metric", "plot_all"]
 
@@ -25,7 +27,8 @@ def plot_metric(ds: xr.Dataset, var: str, ax, *, ylabel: str = "", title: str = 
     conditions = [str(c) for c in ds["condition"].to_numpy()]
     classes = [str(c) for c in ds["class"].to_numpy()]
     width = 0.8 / len(classes)
-    img_cond = ds["image_condition"].to_numpy()
+    unit_var = f"unit_{var}" if f"unit_{var}" in ds else var  # points: the replicate units
+    img_cond = ds["unit_condition" if unit_var != var else "image_condition"].to_numpy()
     for j, cls in enumerate(classes):
         x = np.arange(len(conditions)) + (j - (len(classes) - 1) / 2) * width
         mean = ds[f"mean_{var}"].sel({"class": cls}).to_numpy()
@@ -34,15 +37,16 @@ def plot_metric(ds: xr.Dataset, var: str, ax, *, ylabel: str = "", title: str = 
         color = _COLORS.get(cls, f"C{j}")
         ax.bar(x, mean, width * 0.9, color=color, alpha=0.55, label=cls, edgecolor=color)
         ax.errorbar(x, mean, yerr=yerr, fmt="none", ecolor="black", elinewidth=1, capsize=3)
-        values = ds[var].sel({"class": cls}).to_numpy()
+        values = ds[unit_var].sel({"class": cls}).to_numpy()
         for i, cond in enumerate(conditions):
             v = values[img_cond == cond]
             v = v[np.isfinite(v)]
             jitter = rng.uniform(-0.25, 0.25, size=v.size) * width
             ax.scatter(x[i] + jitter, v, s=14, color=color, edgecolor="black", linewidth=0.5, zorder=3)
     ax.set_xticks(np.arange(len(conditions)))
-    n = ds["n_images"].to_numpy()
-    ax.set_xticklabels([f"{c}\n(n={k})" for c, k in zip(conditions, n)])
+    n = ds["n_units" if "n_units" in ds else "n_images"].to_numpy()
+    unit = ds.attrs.get("replicate", "image")
+    ax.set_xticklabels([f"{c}\n(n={k} {unit_word(unit, k)})" for c, k in zip(conditions, n)])
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     if var.endswith("fraction"):
@@ -64,7 +68,7 @@ def plot_all(ds: xr.Dataset, out_dir: str | Path, *, suptitle: str = "") -> list
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     thr = ds.attrs.get("dot_max_area_um2")
-    note = f"dot: area <= {thr:g} µm²; bars: mean of images, whiskers: {ds.attrs.get('ci', 0.95):.0%} bootstrap CI" \
+    note = f"dot: area <= {thr:g} µm²; bars: mean of {unit_word(ds.attrs.get('replicate', 'image'))}, whiskers: {ds.attrs.get('ci', 0.95):.0%} bootstrap CI" \
         if thr is not None else ""
     for stem, (var, ylabel, title) in FIGURES.items():
         fig, ax = plt.subplots(figsize=(1.8 + 1.6 * ds.sizes["condition"], 4.2), constrained_layout=True)

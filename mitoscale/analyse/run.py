@@ -108,7 +108,7 @@ def analyse_tables(df: pd.DataFrame, conditions_csv: str | Path, cfg: AnalyseCon
     from mitoscale.analyse.shape_stats import add_shape_means
 
     ds = build_dataset(
-        per_image, order, n_bootstrap=cfg.n_bootstrap, ci=cfg.ci, seed=cfg.seed,
+        per_image, order, n_bootstrap=cfg.n_bootstrap, ci=cfg.ci, seed=cfg.seed, replicate=cfg.replicate,
         attrs=dict(dot_max_area_um2=cfg.dot_max_area_um2, min_area_um2=cfg.min_area_um2,
                    conditions_csv=str(conditions_csv), class_rule=cfg.class_rule, **(attrs or {})),
         classes=classes_of_rule(cfg.class_rule),
@@ -150,8 +150,11 @@ def write_outputs(ds, out_dir: str | Path, *, suptitle: str = "") -> dict[str, P
 
 def format_summary(ds) -> str:
     """Plain-text table of the per-condition means (printed by the CLI)."""
-    lines = [f"dot: area <= {ds.attrs['dot_max_area_um2']:g} um^2; mean over images "
-             f"[{ds.attrs['ci']:.0%} bootstrap CI]",
+    from mitoscale.analyse.replicates import unit_word
+
+    unit = unit_word(ds.attrs.get("replicate", "image"))
+    lines = [f"dot: area <= {ds.attrs['dot_max_area_um2']:g} um^2; mean over replicates "
+             f"(n = {unit}) [{ds.attrs['ci']:.0%} bootstrap CI]",
              f"{'condition':<16}{'n':>4}  {'dots/img':>9} {'rods/img':>9}  {'dot share (count)':>24}  "
              f"{'dot share (area)':>24}"]
     for cond in ds["condition"].to_numpy():
@@ -163,7 +166,7 @@ def format_summary(ds) -> str:
             return f"{m:.3f} [{lo:.3f}, {hi:.3f}]"
 
         lines.append(
-            f"{str(cond):<16}{int(s['n_images']):>4}  {float(s['mean_count'].sel({'class': 'dot'})):>9.1f} "
+            f"{str(cond):<16}{int(s['n_units']):>4}  {float(s['mean_count'].sel({'class': 'dot'})):>9.1f} "
             f"{float(s['mean_count'].sel({'class': 'rod'})):>9.1f}  {ci('count_fraction'):>24}  "
             f"{ci('area_fraction'):>24}")
     return "\n".join(lines)

@@ -84,10 +84,13 @@ def get_client(
         yield client
 
 
-def run_futures(client: Any, futures: Iterable[Any], desc: str = "", unit: str = "task") -> list[Any]:
+def run_futures(client: Any, futures: Iterable[Any], desc: str = "", unit: str = "task",
+                errors: str = "raise", progress: bool = True) -> list[Any]:
     """Wait for futures with a tqdm progress bar; return results in input order.
 
-    Failed futures re-raise their exception (after Dask's own retries).
+    With ``errors="raise"`` a failed future re-raises its exception (after
+    Dask's own retries); with ``errors="return"`` its exception is returned
+    in its place and the others go on.
     """
     from distributed import as_completed
     from tqdm.auto import tqdm
@@ -96,8 +99,11 @@ def run_futures(client: Any, futures: Iterable[Any], desc: str = "", unit: str =
     index = {f.key: i for i, f in enumerate(futures)}
     results: list[Any] = [None] * len(futures)
     with tqdm(total=len(futures), desc=desc, unit=unit, file=sys.stderr,
-              disable=os.environ.get("MITOSCALE_NO_PROGRESS") == "1") as bar:
+              disable=not progress or os.environ.get("MITOSCALE_NO_PROGRESS") == "1") as bar:
         for fut in as_completed(futures):
-            results[index[fut.key]] = fut.result()
+            if errors == "return" and fut.status == "error":
+                results[index[fut.key]] = fut.exception()
+            else:
+                results[index[fut.key]] = fut.result()
             bar.update(1)
     return results

@@ -170,13 +170,34 @@ def _cuda_cluster(profile: CudaProfile):
     )
 
 
+#: seconds a local worker gets to exit after a run that ended normally; Dask's own 4 s is
+#: too short for a worker that imported torch on a loaded machine (measured: ~6 s), and
+#: it then prints "Worker process still alive after 4.0 seconds, killing"
+LOCAL_WORKER_CLOSE_S = 60.0
+
+
+async def _close_nannies(cluster, timeout: float) -> None:
+    import asyncio
+
+    await asyncio.gather(*(w.close(timeout=timeout) for w in list(cluster.workers.values())),
+                         return_exceptions=True)
+
+
 @contextlib.contextmanager
-def _closing(client, cluster) -> Iterator[Any]:
+def _closing(client, cluster, patient: bool = False) -> Iterator[Any]:
+    """Close the client, then the cluster; ``patient``: let local workers exit by themselves."""
+    ok = False
     try:
         yield client
+        ok = True
     finally:
         client.close()
         if cluster is not None:
+            if patient and ok:  # after an error or interrupt Dask's quick kill is what we want
+                try:
+                    cluster.sync(_close_nannies, cluster, LOCAL_WORKER_CLOSE_S)
+                except Exception:  # noqa: BLE001 - cluster.close below still cleans up
+                    log.debug("closing local workers", exc_info=True)
             cluster.close()
 
 
@@ -236,8 +257,11 @@ def open_profile(
             dashboard_address=profile.dashboard_address,
             host=profile.host,
             local_directory=profile.local_directory,
+            # workers share the terminal's process group: Ctrl-C and SIGTERM are the client's to
+            # handle (it stops them in order), so they ignore both
+            preload=["mitoscale.cluster.signals"],
         )
-        with _closing(Client(cluster), cluster) as c:
+        with _closing(Client(cluster), cluster, patient=True) as c:
             if not logging.getLogger("mitoscale").isEnabledFor(logging.DEBUG):  # not --verbose
                 from mitoscale.cluster.worker import QuietTaskFailures
 

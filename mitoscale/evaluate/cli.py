@@ -40,7 +40,9 @@ def register(subparsers) -> None:
         "baseline", help="segment with a baseline method (classical, nellie) into instance tables",
         description="Run a baseline segmenter over an OME-Zarr image/plate or a TIFF/PNG file or folder. "
                     "Writes OUT/instances/<frame>.parquet (the same table format as `mitoscale segment`) "
-                    "and resumes after interruption.",
+                    "and manifest.json, and resumes after interruption; the output folder follows the "
+                    "same contract as `mitoscale segment` (refused inside the input or when it holds "
+                    "another run; failed frames listed and retried by a rerun).",
     )
     b.add_argument("name", choices=["classical", "nellie"], help="baseline method")
     b.add_argument("input", help="OME-Zarr, TIFF/PNG file or folder")
@@ -50,6 +52,8 @@ def register(subparsers) -> None:
     b.add_argument("--channel", default="0", help="channel index or name (default 0)")
     b.add_argument("--z-mode", choices=["max", "each"], default="max", help="max-project z or each plane")
     b.add_argument("--config", default=None, help="YAML settings of the method (configs/baseline_<name>.yaml)")
+    b.add_argument("--overwrite", action="store_true",
+                   help="replace a run of another method, config or input held in OUT")
     add_override_args(b, "threshold=li")
     from mitoscale.cluster import add_cluster_args
 
@@ -113,12 +117,13 @@ def _baseline(args: argparse.Namespace) -> int:
     cfg = load_baseline_config(args.name, args.config, args.overrides)
     channel = int(args.channel) if args.channel.lstrip("-").isdigit() else args.channel
     plan = plan_baseline(args.name, args.input, args.out, cfg=cfg, pixel_size_um=args.pixel_size,
-                         channel=channel, z_mode=args.z_mode)
+                         channel=channel, z_mode=args.z_mode, overwrite=args.overwrite)
     if plan.jobs:
         with client_from_args(args) as client:
             result = execute_plan(plan, client)
     else:
         result = execute_plan(plan)
     print(f"baseline {args.name}: {result['n_frames']} frame(s) "
-          f"({result['n_done_before']} already done), {result['n_instances']} new instances -> {result['out']}")
+          f"({result['n_done_before']} already done), {result['n_instances']} new instances, "
+          f"{result['n_instances_total']} in all -> {result['out']}")
     return 0

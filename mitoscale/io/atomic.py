@@ -99,12 +99,13 @@ class MarkerSet:
     content, which is harmless.
     """
 
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, suffix: str = ".done"):
         self.root = Path(root)
+        self.suffix = suffix
 
     def _path(self, unit: str | int) -> Path:
         name = f"{unit:08d}" if isinstance(unit, int) else str(unit)
-        return self.root / f"{name}.done"
+        return self.root / f"{name}{self.suffix}"
 
     def done(self, unit: str | int) -> bool:
         return self._path(unit).exists()
@@ -118,11 +119,16 @@ class MarkerSet:
     def completed(self) -> list[str]:
         if not self.root.is_dir():
             return []
-        return sorted(p.name[: -len(".done")] for p in self.root.glob("*.done"))
+        return sorted(p.name[: -len(self.suffix)] for p in self.root.glob(f"*{self.suffix}"))
+
+    def discard(self, unit: str | int) -> None:
+        """Remove one unit's marker (no error when there is none)."""
+        self._path(unit).unlink(missing_ok=True)
 
     def clear(self) -> None:
-        for p in self.root.glob("*.done"):
-            p.unlink()
+        if self.root.is_dir():
+            for p in self.root.glob(f"*{self.suffix}"):
+                p.unlink()
 
     def remove_stale_writes(self) -> int:
         """Delete temporary files of marker writes that never finished; return how many.
@@ -134,7 +140,7 @@ class MarkerSet:
         """
         if not self.root.is_dir():
             return 0
-        stale = list(self.root.glob(".*.done.*.tmp"))
+        stale = list(self.root.glob(f".*{self.suffix}.*.tmp"))
         for p in stale:
             p.unlink(missing_ok=True)
         return len(stale)

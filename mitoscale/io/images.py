@@ -18,8 +18,12 @@ evaluation all use them)::
   ``Y``, ``X``; ``I``/``Q`` are unknown and rejected unless the image is 2D
   plus that one axis, which is then read as ``t``).  RGB(A) PNGs become their
   luminance; 8/16-bit grey PNGs are read as they are.
-* A folder or file has no reliable pixel size, so one must be given
-  (``pixel_size_um``); :func:`require_pixel_size` raises the one-line error.
+* TIFF pixel sizes come from the tags (:func:`tiff_pixel_size`: OME-XML
+  ``PhysicalSizeX/Y``, the ImageJ ``unit`` with the resolution tags, or the
+  resolution tags in centimetres); PNGs carry none, so one must be given
+  (``pixel_size_um``, which also overrides the tags); :func:`require_pixel_size`
+  raises the one-line error.  :func:`check_pixel_sizes` refuses pixel sizes
+  the model cannot resolve.
 """
 
 from __future__ import annotations
@@ -42,6 +46,9 @@ __all__ = [
     "iter_frames",
     "frame_count",
     "require_pixel_size",
+    "check_pixel_sizes",
+    "check_channel",
+    "tiff_pixel_size",
     "ImageSource",
 ]
 
@@ -95,6 +102,74 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, tuple[str, ...]]:
     return np.transpose(data, order), tuple(names[i] for i in order)
 
 
+def _length_um(value: float, unit: str | None) -> float | None:
+    from mitoscale.io.omezarr import unit_to_um
+
+    unit = "micrometer" if unit is None else str(unit).replace("\\u00B5", "µ").replace("\u03bc", "µ")
+    factor = unit_to_um(unit)
+    return float(value) * factor if factor is not None and value > 0 else None
+
+
+def tiff_pixel_size(path: str | Path) -> float | None:
+    """Y/x pixel size in µm from a TIFF's tags, or ``None``.
+
+    In order: OME-XML ``PhysicalSizeX``/``PhysicalSizeY`` (with their units),
+    ImageJ's ``unit`` with the ``XResolution``/``YResolution`` tags, and the
+    resolution tags with ``ResolutionUnit`` centimetre or inch (sizes above
+    10 µm from those are the 72/300 dpi defaults of non-microscopy software
+    and are ignored).  Anisotropic pixels are an :class:`InputError`.
+    """
+    import tifffile
+
+    def frac(tag):
+        if tag is None:
+            return None
+        v = tag.value
+        return v[0] / v[1] if isinstance(v, tuple) and v[1] else float(v)
+
+    try:
+        with tifffile.TiffFile(path) as tf:
+            page = tf.pages[0]
+            sizes = None
+            if tf.is_ome and tf.ome_metadata:
+                sizes = _ome_xml_sizes(tf.ome_metadata)
+            if sizes is None:
+                xr, yr = frac(page.tags.get("XResolution")), frac(page.tags.get("YResolution"))
+                unit_tag = page.tags.get("ResolutionUnit")
+                runit = int(unit_tag.value) if unit_tag is not None else 2
+                ij = tf.imagej_metadata or {}
+                if xr and yr and ij.get("unit"):
+                    sizes = (_length_um(1 / xr, ij["unit"]), _length_um(1 / yr, ij["unit"]))
+                elif xr and yr and runit in (2, 3):
+                    per = 25400.0 if runit == 2 else 10000.0
+                    sizes = (per / xr, per / yr)
+                    if max(sizes) > 10:
+                        sizes = None
+    except Exception:  # noqa: BLE001 - metadata is best effort; pixels are read elsewhere
+        return None
+    if not sizes or None in sizes:
+        return None
+    sx, sy = sizes
+    if abs(sx - sy) > 1e-3 * max(sx, sy):
+        raise InputError(f"{path}: anisotropic pixels ({sy:g} x {sx:g} µm) are not supported")
+    return float(sx)
+
+
+def _ome_xml_sizes(xml: str) -> tuple[float | None, float | None] | None:
+    import xml.etree.ElementTree as ET
+
+    root = ET.fromstring(xml)
+    for el in root.iter():
+        if el.tag.endswith("}Pixels") or el.tag == "Pixels":
+            if "PhysicalSizeX" not in el.attrib:
+                return None
+            x = _length_um(float(el.attrib["PhysicalSizeX"]), el.attrib.get("PhysicalSizeXUnit", "µm"))
+            y = _length_um(float(el.attrib.get("PhysicalSizeY", el.attrib["PhysicalSizeX"])),
+                           el.attrib.get("PhysicalSizeYUnit", el.attrib.get("PhysicalSizeXUnit", "µm")))
+            return x, y
+    return None
+
+
 def _read_png(path: Path) -> tuple[np.ndarray, tuple[str, ...]]:
     import imageio.v3 as iio
 
@@ -124,11 +199,14 @@ def open_image_files(files: list[Path], pixel_size_um: float | None = None) -> l
             raise InputError(f"{f}: image is empty (shape {data.shape})")
         lazy = da.from_delayed(dask.delayed(lambda p: _read_file(p)[0])(f), shape=data.shape,
                                dtype=data.dtype)
+        px = pixel_size_um
+        if px is None and f.suffix.lower() in (".tif", ".tiff"):
+            px = tiff_pixel_size(f)
         sources.append(ImageSource(
-            data=lazy, axes=axes, pixel_size_um=pixel_size_um, image_id=f.stem, path=str(f),
+            data=lazy, axes=axes, pixel_size_um=px, image_id=f.stem, path=str(f),
             group_path=f.stem,
-            scale={a: (pixel_size_um if a in "yx" and pixel_size_um else 1.0) for a in axes},
-            units={a: "micrometer" for a in axes if a in "yx" and pixel_size_um},
+            scale={a: (px if a in "yx" and px else 1.0) for a in axes},
+            units={a: "micrometer" for a in axes if a in "yx" and px},
         ))
     return sources
 
@@ -171,8 +249,45 @@ def require_pixel_size(sources: list[ImageSource]) -> None:
     """Raise :class:`InputError` naming the first source without a pixel size."""
     for s in sources:
         if s.pixel_size_um is None:
-            raise InputError(f"{s.path}: pixel size is missing (no NGFF scale with a unit); "
-                             "pass --pixel-size in µm")
+            raise InputError(f"{s.path}: pixel size is missing (no NGFF scale with a unit, no TIFF "
+                             "resolution tags); pass --pixel-size in µm")
+
+
+#: how far (either way) an input's pixel size may be from the model's before it is refused
+DEFAULT_MAX_RESAMPLE = 4.0
+
+
+def check_pixel_sizes(sources: list[ImageSource], model_pixel_size_um: float,
+                      max_resample: float = DEFAULT_MAX_RESAMPLE) -> None:
+    """Refuse pixel sizes the model cannot resolve (far from its training pixel size).
+
+    Frames are resampled to ``model_pixel_size_um``; a factor beyond
+    ``max_resample`` either way means blur upsampled into fake detail (or
+    mitochondria shrunk below a pixel).  Usually the pixel size is simply
+    wrong (a pixel size in the wrong unit, a 72 dpi default).
+    """
+    for s in sources:
+        if s.pixel_size_um is None:
+            continue
+        factor = s.pixel_size_um / model_pixel_size_um
+        if factor > max_resample or factor < 1 / max_resample:
+            way = (f"upsampled {factor:.3g}x: mitochondria (~0.3 µm wide) are not resolved at "
+                   f"{s.pixel_size_um:g} µm/px" if factor > 1 else
+                   f"downsampled {1 / factor:.3g}x")
+            need = max(factor, 1 / factor)
+            raise InputError(
+                f"{s.path}: pixel size {s.pixel_size_um:g} µm is far from the model's "
+                f"{model_pixel_size_um:g} µm (frames would be {way}); check --pixel-size, or "
+                f"allow it with --set input.max_resample={np.ceil(need * 10) / 10:g}")
+
+
+def check_channel(src: ImageSource, channel: int | str) -> None:
+    """Refuse a channel the image does not have (an image without a ``c`` axis has only channel 0)."""
+    if "c" in src.axes:
+        _channel_index(src, channel)
+    elif str(channel) not in ("0", "-1"):
+        raise InputError(f"{src.path}: image has no channel axis, so channel {channel!r} does not "
+                         "exist (leave --channel out)")
 
 
 def _channel_index(src: ImageSource, channel: int | str) -> int:
@@ -194,13 +309,14 @@ def iter_frames(src: ImageSource, channel: int | str = 0, z_mode: str = "max") -
     ----------
     src : ImageSource
     channel : int or str
-        Channel index or name (ignored when there is no ``c`` axis).
+        Channel index or name (only 0 exists when there is no ``c`` axis).
     z_mode : {"max", "each"}
         Max-project z (frame ``z = -1``) or yield every plane (``z = index``).
     """
     if z_mode not in ("max", "each"):
         raise InputError(f"z_mode must be 'max' or 'each', got {z_mode!r}")
     data, axes = src.data, list(src.axes)
+    check_channel(src, channel)
     if "c" in axes:
         import dask.array as da
 

@@ -30,7 +30,10 @@ Writing
 -------
 :func:`create_label_image` makes ``<image group>/labels/<name>`` in an output
 store (same NGFF version as the input) with the ``image-label`` metadata and
-the input's scale; :func:`write_label_frame` fills one 2D frame of it.  Each
+the input's scale; :func:`create_frame_image` makes the image group itself
+(the segmented frames on the same grid) and :func:`copy_plate_layout` the
+plate and well metadata, so the output is valid NGFF on its own;
+:func:`write_label_frame` fills one 2D frame of either.  Each
 frame lives in its own chunks, so frames written by different workers never
 touch the same chunk.
 """
@@ -56,6 +59,12 @@ __all__ = [
     "create_label_image",
     "label_levels",
     "write_label_frame",
+    "check_labels_target",
+    "create_frame_image",
+    "copy_plate_layout",
+    "staging_name",
+    "publish_labels",
+    "remove_label_images",
     "label_axes",
     "write_ome_zarr_image",
 ]
@@ -327,7 +336,8 @@ def label_levels(shape_yx: Sequence[int], min_size: int = 256, max_levels: int =
 def create_label_image(out_root: str | Path, src: ImageSource, *, z_mode: str = "max",
                        name: str = "mitochondria", version: str | None = None,
                        dtype: str = "uint32", max_chunk: int = 4096,
-                       levels: int | None = None) -> str:
+                       levels: int | None = None, listed: bool = True,
+                       meta_name: str | None = None) -> str:
     """Create (or reopen) ``<group>/labels/<name>`` for ``src`` in an output store.
 
     The group path mirrors the input (``""`` or ``"A/1/0"``), the axes are
@@ -338,6 +348,9 @@ def create_label_image(out_root: str | Path, src: ImageSource, *, z_mode: str = 
     is level 0 subsampled by ``2**k`` in y and x (nearest neighbour, as labels
     must be), written frame by frame by :func:`write_label_frame`, so napari
     and other viewers can show whole plates and long movies quickly.
+    ``listed=False`` leaves ``name`` out of the ``labels`` list (a staging
+    copy, see :func:`publish_labels`); ``meta_name`` is the multiscale's
+    ``name`` (default ``name``).
 
     Returns
     -------
@@ -345,28 +358,87 @@ def create_label_image(out_root: str | Path, src: ImageSource, *, z_mode: str = 
         Path of the label array's group inside ``out_root``.
     """
     import zarr
+    from ome_zarr.writer import add_metadata
 
     version = version or src.ngff_version or "0.5"
-    zarr_format = 2 if version == "0.4" else 3
     fmt = _fmt(version)
-    axes = label_axes(src, z_mode)
-    shape = tuple(src.size(a) for a in axes)
-    yx = [i for i, a in enumerate(axes) if a in ("y", "x")]
-    levels = label_levels([shape[i] for i in yx]) if levels is None else max(1, int(levels))
-    root = zarr.open_group(str(out_root), mode="a", zarr_format=zarr_format)
+    root = zarr.open_group(str(out_root), mode="a", zarr_format=2 if version == "0.4" else 3)
     image_group = root.require_group(src.group_path) if src.group_path else root
     labels = image_group.require_group("labels")
     label_path = f"{src.group_path}/labels/{name}" if src.group_path else f"labels/{name}"
-    if name in labels and "0" in labels[name]:
-        arr = labels[name]["0"]
-        if tuple(arr.shape) != shape:
-            raise InputError(f"{out_root}/{label_path}: exists with shape {arr.shape}, expected {shape}")
-        return label_path
     lg = labels.require_group(name)
+    if _pyramid(lg, src, z_mode, dtype, max_chunk, levels, fmt, meta_name or name,
+                where=f"{out_root}/{label_path}"):
+        add_metadata(lg, {"image-label": {"version": fmt.version}}, fmt=fmt)
+        _list_label(labels, name if listed else None, fmt)
+    return label_path
+
+
+def create_frame_image(out_root: str | Path, src: ImageSource, *, z_mode: str = "max",
+                       version: str | None = None, max_chunk: int = 4096,
+                       levels: int | None = None) -> str:
+    """Create (or reopen) the image of the *segmented frames* at ``src``'s group in an output.
+
+    The frames the model saw (the chosen channel, z projected or not) on the
+    grid of the label image, with the same levels, axes and scale: the output
+    is then a valid NGFF image (and a plate a valid plate) with its labels
+    beside it, and a viewer shows both lined up without the input.
+
+    Returns
+    -------
+    str
+        The image group's path inside ``out_root`` (``""`` for the root).
+    """
+    import zarr
+
+    version = version or src.ngff_version or "0.5"
+    root = zarr.open_group(str(out_root), mode="a", zarr_format=2 if version == "0.4" else 3)
+    group = root.require_group(src.group_path) if src.group_path else root
+    _pyramid(group, src, z_mode, str(src.data.dtype), max_chunk, levels, _fmt(version),
+             f"{src.image_id} (segmented frames)", where=f"{out_root}/{src.group_path}")
+    return src.group_path
+
+
+def copy_plate_layout(input_path: str | Path, out_root: str | Path, version: str | None = None) -> None:
+    """Give an output the input plate's ``plate`` and ``well`` metadata (a no-op for other inputs)."""
+    import zarr
+    from ome_zarr.writer import add_metadata
+
+    src = zarr.open_group(str(input_path), mode="r")
+    plate = _attrs(src).get("plate")
+    if not plate:
+        return
+    version = version or str(_attrs(src).get("version") or plate.get("version") or "0.5")
+    fmt = _fmt("0.4" if version.startswith("0.4") else "0.5")
+    out = zarr.open_group(str(out_root), mode="a", zarr_format=2 if fmt.version == "0.4" else 3)
+    ver = {} if fmt.version == "0.4" else {"version": fmt.version}  # 0.5: under "ome", with its version
+    add_metadata(out, {**ver, "plate": plate}, fmt=fmt)
+    for well in plate.get("wells", []):
+        meta = _attrs(src[well["path"]]).get("well")
+        if meta:
+            add_metadata(out.require_group(well["path"]), {**ver, "well": meta}, fmt=fmt)
+
+
+def _pyramid(group, src: ImageSource, z_mode: str, dtype: str, max_chunk: int, levels: int | None,
+             fmt, name: str, where: str) -> bool:
+    """Arrays ``0..levels-1`` (one 2D frame per chunk) and multiscales metadata in ``group``.
+
+    Returns False when they exist already (their shape checked), True when created.
+    """
+    axes = label_axes(src, z_mode)
+    shape = tuple(src.size(a) for a in axes)
+    yx = [i for i, a in enumerate(axes) if a in ("y", "x")]
+    if "0" in group:
+        if tuple(group["0"].shape) != shape:
+            raise InputError(f"{where}: exists with shape {group['0'].shape}, expected {shape}")
+        return False
+    levels = label_levels([shape[i] for i in yx]) if levels is None else max(1, int(levels))
     for k in range(levels):
         lshape = tuple(-(-n // 2**k) if i in yx else n for i, n in enumerate(shape))
         chunks = tuple(min(n, max_chunk) if i in yx else 1 for i, n in enumerate(lshape))
-        lg.create_array(str(k), shape=lshape, chunks=chunks, dtype=dtype, fill_value=0, overwrite=True)
+        kw = {"dimension_names": list(axes)} if fmt.version not in ("0.4",) else {}
+        group.create_array(str(k), shape=lshape, chunks=chunks, dtype=dtype, fill_value=0,
+                           overwrite=True, **kw)
     axes_meta = []
     for a in axes:
         entry = {"name": a, "type": "time" if a == "t" else "space"}
@@ -381,22 +453,111 @@ def create_label_image(out_root: str | Path, src: ImageSource, *, z_mode: str = 
         for i, a in enumerate(axes):
             if a in ("y", "x"):
                 scale[i] = float(src.pixel_size_um)
-    from ome_zarr.writer import add_metadata, write_multiscales_metadata
+    from ome_zarr.writer import write_multiscales_metadata
 
     datasets = [{"path": str(k), "coordinateTransformations": [
         {"type": "scale", "scale": [v * 2**k if i in yx else v for i, v in enumerate(scale)]}]}
         for k in range(levels)]
-    write_multiscales_metadata(lg, datasets=datasets, fmt=fmt, axes=axes_meta, name=name)
-    add_metadata(lg, {"image-label": {"version": fmt.version}}, fmt=fmt)
-    names = list(_attrs(labels).get("labels") or [])
-    if name not in names:
-        add_metadata(labels, {"labels": [*names, name]}, fmt=fmt)
-    return label_path
+    write_multiscales_metadata(group, datasets=datasets, fmt=fmt, axes=axes_meta, name=name)
+    return True
+
+
+def _list_label(labels, name: str | None, fmt, remove: str | None = None) -> None:
+    """Add ``name`` to (and drop ``remove`` from) a ``labels`` group's list; 0.5 groups carry the version."""
+    from ome_zarr.writer import add_metadata
+
+    names = [n for n in (_attrs(labels).get("labels") or []) if n != remove]
+    if name is not None and name not in names:
+        names.append(name)
+    meta: dict[str, Any] = {"labels": names}
+    if fmt.version not in ("0.1", "0.2", "0.3", "0.4"):
+        meta["version"] = fmt.version
+    add_metadata(labels, meta, fmt=fmt)
+
+
+def staging_name(name: str) -> str:
+    """Name under which labels written into an input are staged until every frame is done."""
+    return f"{name}-partial"
+
+
+def _label_groups(root: Path, sources: Sequence[ImageSource]) -> list[Path]:
+    return sorted({root / s.group_path / "labels" if s.group_path else root / "labels"
+                   for s in sources})
+
+
+def check_labels_target(input_path: str | Path, sources: Sequence[ImageSource]) -> None:
+    """Refuse ``--labels-into-input`` on anything but a writable OME-Zarr store."""
+    import os
+    import tempfile
+
+    from mitoscale.errors import OutputError
+
+    input_path = Path(input_path)
+    if not input_path.is_dir() or not all(s.ngff_version for s in sources):
+        raise OutputError(f"--labels-into-input needs an OME-Zarr store; {input_path} is not one "
+                          "(write the labels to --out instead)")
+    for s in sources:
+        image = input_path / s.group_path if s.group_path else input_path
+        try:
+            if not os.access(image, os.W_OK):
+                raise PermissionError(13, "permission denied")
+            with tempfile.NamedTemporaryFile(dir=image, prefix=".mitoscale-probe-"):
+                pass
+        except OSError as exc:
+            raise OutputError(f"--labels-into-input: the input store {input_path} is read-only "
+                              f"({exc.strerror or exc}); write the labels to --out instead") from None
+
+
+def publish_labels(root: str | Path, sources: Sequence[ImageSource], staging: str, name: str) -> None:
+    """Move staged labels into place under ``name`` and list them (one rename per image).
+
+    A previous ``name`` is replaced.  Readers see either the old labels or
+    the complete new ones, never a half-written image.
+    """
+    import shutil
+
+    import zarr
+
+    root = Path(root)
+    for labels_dir in _label_groups(root, sources):
+        src, dst = labels_dir / staging, labels_dir / name
+        if not src.is_dir():
+            continue
+        group = zarr.open_group(str(src), mode="r+")
+        ms = _attrs(group)["multiscales"]
+        version = _attrs(group).get("version") or ("0.4" if group.metadata.zarr_format == 2 else "0.5")
+        fmt = _fmt("0.4" if str(version).startswith("0.4") else "0.5")
+        ms[0]["name"] = name
+        from ome_zarr.writer import add_metadata
+
+        add_metadata(group, {"multiscales": ms}, fmt=fmt)
+        if dst.exists():
+            old = dst.with_name(f"{name}-old")
+            shutil.rmtree(old, ignore_errors=True)
+            dst.rename(old)
+            src.rename(dst)
+            shutil.rmtree(old)
+        else:
+            src.rename(dst)
+        labels = zarr.open_group(str(labels_dir), mode="r+")
+        _list_label(labels, name, fmt, remove=staging)
+
+
+def remove_label_images(root: str | Path, sources: Sequence[ImageSource], name: str) -> None:
+    """Delete ``labels/<name>`` of every image (``--overwrite`` of an output)."""
+    import shutil
+
+    for labels_dir in _label_groups(Path(root), sources):
+        shutil.rmtree(labels_dir / name, ignore_errors=True)
 
 
 def write_label_frame(out_root: str | Path, label_path: str, index: Sequence[int],
                       labels: np.ndarray) -> None:
-    """Write one 2D label frame at leading-axis ``index`` (t and/or z positions), every level."""
+    """Write one 2D frame at leading-axis ``index`` (t and/or z positions), every level.
+
+    Works for any multiscale group made by :func:`create_label_image` or
+    :func:`create_frame_image` (levels subsample by striding).
+    """
     import zarr
 
     group = zarr.open_group(str(Path(out_root) / label_path), mode="r+")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import signal
 
 from mitoscale.cluster import add_cluster_args
 from mitoscale.config import add_override_args
@@ -42,19 +41,15 @@ def register(subparsers) -> None:
         "status", help="show which stages and units of a run are complete, failed or pending",
         description="Show each stage of a `mitoscale run` output folder: state (complete, "
                     "running, interrupted, failed, stale, pending), finished/total units, and "
-                    "when. With --config, stages the new config would recompute show as stale.")
-    s.add_argument("run_dir", metavar="RUN_DIR", help="output folder of `mitoscale run`")
+                    "when, and every failed unit with its reason. With --config, stages the new "
+                    "config would recompute show as stale. On the output folder of one "
+                    "`mitoscale segment` or `baseline` run: its state, frames and failed frames.")
+    s.add_argument("run_dir", metavar="RUN_DIR",
+                   help="output folder of `mitoscale run`, or of one `segment`/`baseline` run")
     s.add_argument("--config", default=None, metavar="YAML",
                    help="compare with this pipeline config instead of the last run's")
     add_override_args(s, "simulate.n_images=128")
     s.set_defaults(func=_status)
-
-
-def _sigterm_to_interrupt(signum, frame):
-    # one interruption only: a batch system often signals every process of the job (and
-    # the job script forwards it again); a second one must not cut the clean-up short
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -75,8 +70,6 @@ def _run(args: argparse.Namespace) -> int:
         cfg.cluster.scheduler = args.scheduler
     if args.workers:
         cfg.cluster.workers = args.workers
-    # a walltime kill or scancel sends SIGTERM: stop like Ctrl-C, recording the interruption
-    signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
     run_pipeline(cfg, args.out, only=args.only)
     print(format_status(run_status(args.out), args.out))
     return 0
@@ -84,8 +77,14 @@ def _run(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     from mitoscale.pipeline.config import load_pipeline_config
-    from mitoscale.pipeline.status import format_status, run_status
+    from mitoscale.pipeline.status import (folder_status, format_folder_status, format_status,
+                                           is_run_folder, run_status)
+    from mitoscale.pipeline.state import RunState
 
+    if RunState(args.run_dir).saved_config() is None and is_run_folder(args.run_dir):
+        st = folder_status(args.run_dir)
+        print(format_folder_status(st, args.run_dir))
+        return 1 if st["failed"] or st["status"] == "failed" else 0
     cfg = load_pipeline_config(args.config, args.overrides) if args.config else None
     rows = run_status(args.run_dir, cfg)
     print(format_status(rows, args.run_dir))

@@ -2,8 +2,10 @@
 
 Each stage section names its own stage config file (``config:``) and
 single-key overrides (``set:``), so a pipeline config is a thin layer over
-the stage configs a user already knows.  Relative paths are resolved against
-the current directory and stored absolute in the run directory.
+the stage configs a user already knows.  Relative paths in the file are
+resolved against the file's own folder (so ``mitoscale run --config
+/abs/configs/demo.yaml`` works from anywhere); paths given with ``--set``
+against the current directory.  They are stored absolute in the run directory.
 """
 
 from __future__ import annotations
@@ -184,15 +186,21 @@ def load_pipeline_config(path: str | Path | None, overrides: list[str] | None = 
     overrides : list of str
         ``section.key=value`` overrides (``--set``).
     base : path, optional
-        Directory relative paths are resolved against (default: the current
-        directory, as for every other ``mitoscale`` command).
+        Directory the file's relative paths are resolved against (default:
+        the file's folder).  Paths in ``overrides`` are resolved against the
+        current directory, as for every other ``mitoscale`` command.
     """
-    from mitoscale.config import apply_overrides
+    from mitoscale.config import apply_overrides, dump_config
 
+    source = str(path) if path else "(defaults)"
     data = load_yaml(path) if path is not None else {}
-    data = apply_overrides(data, overrides)
-    cfg = validate(data, PipelineConfig, source=str(path) if path else "(defaults)")
-    _absolutise(cfg, Path(base) if base is not None else Path.cwd())
+    if base is None:
+        base = Path(path).expanduser().absolute().parent if path is not None else Path.cwd()
+    from_file = validate(data, PipelineConfig, source=source)
+    _absolutise(from_file, Path(base))
+    data = apply_overrides(dump_config(from_file), overrides)
+    cfg = validate(data, PipelineConfig, source=source)
+    _absolutise(cfg, Path.cwd())  # what the overrides added; absolute paths stay
     return cfg
 
 

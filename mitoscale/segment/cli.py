@@ -18,8 +18,12 @@ _EPILOG = """examples:
 
 outputs (in --out): instances/*.parquet (one part per frame; read with
 mitoscale.io.tables.read_table), labels/mitochondria (OME-Zarr label image,
-mirrored per plate field), manifest.json. Rerunning resumes; finished frames
-are skipped.
+mirrored per plate field; or in INPUT with --labels-into-input), manifest.json.
+Rerunning resumes; finished frames are skipped. Frames that fail (a blank
+field, a corrupt chunk) do not stop the others: the run ends with one line
+naming them (full list in OUT/failed.json, `mitoscale status OUT`) and a
+rerun retries only those. OUT holding a run of another input, config or
+model is refused (--overwrite replaces it).
 """
 
 
@@ -50,7 +54,11 @@ def register(subparsers) -> None:
     p.add_argument("--z", choices=["max", "each"], default=None, dest="z_mode",
                    help="z handling: max projection (default) or each plane on its own")
     p.add_argument("--overwrite", action="store_true",
-                   help="discard a previous run in OUT made with another config or model")
+                   help="discard a previous run in OUT made with another config, model or input")
+    p.add_argument("--labels-into-input", action="store_true",
+                   help="write the label images into INPUT's labels/ (an OME-Zarr store you own; "
+                        "they appear there only when every frame is done); tables, markers and "
+                        "the manifest still go to OUT")
     p.add_argument("--in-process", action="store_true",
                    help="run in this process without a Dask cluster (small inputs, debugging)")
     add_cluster_args(p)
@@ -73,11 +81,12 @@ def _run(args: argparse.Namespace) -> int:
     if args.z_mode is not None:
         overrides.append(f"input.z_mode={args.z_mode}")
     cfg = load_config(args.config, SegmentConfig, overrides)
-    preflight(args.input, args.out, args.model, cfg)  # fail fast, before a cluster starts
+    # fail fast, before a cluster starts
+    preflight(args.input, args.out, args.model, cfg, labels_into_input=args.labels_into_input)
     ctx = contextlib.nullcontext(None) if args.in_process else client_from_args(args)
     with ctx as client:
         man = run_segmentation(args.input, args.out, model=args.model, cfg=cfg, client=client,
-                               overwrite=args.overwrite)
+                               overwrite=args.overwrite, labels_into_input=args.labels_into_input)
     c = man["counts"]
     ppi = man["decoder_prompts_per_instance"]
     print(f"{args.out}: {man['frames']} frames ({man['frames_skipped']} already done), "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from mitoscale import TRAINING_PIXEL_SIZE_UM
 from mitoscale.config import StrictModel
@@ -19,7 +19,10 @@ class InputConfig(StrictModel):
     z_mode: Literal["max", "each"] = "max"
     """``max``: max-project z; ``each``: every plane on its own."""
     pixel_size_um: float | None = Field(None, gt=0)
-    """Overrides the NGFF scale; required for TIFF/PNG inputs."""
+    """Overrides the NGFF scale and TIFF tags; required for PNG inputs."""
+    max_resample: float = Field(4.0, ge=1)
+    """Refuse inputs whose pixel size is more than this factor from the model's (either way):
+    at 1 µm/px a frame would be upsampled 12.5x and the "instances" would be blur."""
 
 
 class ModelConfig(StrictModel):
@@ -82,15 +85,21 @@ class DecodeConfig(StrictModel):
     window: int | None = Field(16, ge=2)
     """Local decoding window in embedding cells (16 cells = 128 px = 10.2 µm for patch 8);
     ``null`` decodes against the whole embedding map, as SAM does."""
-    max_window: int | None = None
+    max_window: int | None = Field(None, ge=2)
     """Masks touching the window edge are decoded again in a window twice as large, up to
-    this size (``null``: the whole map)."""
+    this size (``null``: the whole map); at least ``window``."""
     multimask: bool = True
     """Ask for SAM's three masks and keep the one with the highest predicted IoU."""
     keep_all_masks: bool = False
     """With ``multimask``, keep all three masks of every prompt as candidates (as
     ``SamAutomaticMaskGenerator`` does) and let the overlap suppression choose among them:
     more recall at some precision and ~1.3x the post-processing (configs/segment_thorough.yaml)."""
+
+    @model_validator(mode="after")
+    def _windows(self) -> DecodeConfig:
+        if self.max_window is not None and (self.window is None or self.max_window < self.window):
+            raise ValueError(f"max_window ({self.max_window}) must be at least window ({self.window})")
+        return self
 
 
 class PostprocessConfig(StrictModel):
@@ -115,8 +124,18 @@ class PostprocessConfig(StrictModel):
 
 class OutputConfig(StrictModel):
     labels_name: str = "mitochondria"
+    """Name of the label image (``labels/<name>``): letters, digits, ``_ - .``, no path separator."""
     ngff_version: Literal["auto", "0.4", "0.5"] = "auto"
     """``auto``: same as the input (0.5 for TIFF/PNG)."""
+
+    @field_validator("labels_name")
+    @classmethod
+    def _plain_name(cls, v: str) -> str:
+        import re
+
+        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", v) or v.endswith("-partial"):
+            raise ValueError(f"{v!r} is not a plain name (letters, digits, _ - . ; no '/', no '..')")
+        return v
 
 
 class SegmentConfig(StrictModel):

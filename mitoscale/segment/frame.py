@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from mitoscale.errors import InputError
+from mitoscale.io.runfolder import check_frame  # the one frame check of every method
 from mitoscale.io.tables import instances_to_table
 from mitoscale.model import normalize_intensity
 from mitoscale.segment.config import SegmentConfig
@@ -68,17 +68,6 @@ class PreparedFrame:
         """Prompts owned by ``tile``, in tile coordinates and priority order."""
         pts = self.prompts[self.owner == tile.index]
         return pts - np.array([tile.y0, tile.x0])
-
-
-def check_frame(image: np.ndarray, where: str = "frame") -> None:
-    """Reject NaN/infinite, empty and constant frames with one clear :class:`InputError`."""
-    if image.ndim != 2 or 0 in image.shape:
-        raise InputError(f"{where}: expected a non-empty 2D frame, got shape {image.shape}")
-    if np.issubdtype(image.dtype, np.floating) and not np.isfinite(image).all():
-        raise InputError(f"{where}: frame contains NaN or infinite values")
-    lo, hi = image.min(), image.max()
-    if lo == hi:
-        raise InputError(f"{where}: frame is constant (every pixel = {lo}); nothing to segment")
 
 
 def prepare_frame(image: np.ndarray, pixel_size_um: float, cfg: SegmentConfig | None = None,

@@ -36,10 +36,15 @@ import numpy as np
 
 import mitoscale
 from mitoscale.config import config_hash, dump_config
-from mitoscale.errors import InputError, OutputError
-from mitoscale.io.atomic import MarkerSet, atomic_write_json, check_writable
-from mitoscale.io.images import Frame, ImageSource, iter_frames, open_image, require_pixel_size
-from mitoscale.io.omezarr import create_label_image, label_axes, write_label_frame
+from mitoscale.io.atomic import MarkerSet, check_writable
+from mitoscale.io.images import (ImageSource, check_channel, check_pixel_sizes, iter_frames, open_image,
+                                 require_pixel_size)
+from mitoscale.io.omezarr import (check_labels_target, copy_plate_layout, create_frame_image,
+                                  create_label_image, label_axes, publish_labels, remove_label_images,
+                                  staging_name, write_label_frame)
+from mitoscale.io.runfolder import (RunFolder, UnitFailure, check_output_location, disk_errors,
+                                    gather_units, guard_unit, input_identity, read_pixels,
+                                    run_units_locally)
 from mitoscale.io.tables import write_table
 from mitoscale.segment.config import SegmentConfig
 from mitoscale.segment.frame import finish_frame, paint_labels, prepare_frame, run_tile
@@ -63,17 +68,17 @@ class FrameJob:
     label_path: str
     label_index: tuple[int, ...]
     n_tiles: int
+    label_root: str | None = None  # the store holding label_path (default: the output)
+    image_path: str | None = None  # the output's image of the segmented frames (None: labels in input)
 
 
 def check_paths(input_path: Path, out: Path) -> None:
     """Refuse an output inside the input (or equal to it)."""
-    inp, o = input_path.resolve(), out.resolve()
-    if o == inp or inp in o.parents:
-        raise OutputError(f"output {out} is inside the input {input_path}; choose another --out")
+    check_output_location(input_path, out)
 
 
 def preflight(input: str | Path, out: str | Path, model: str | Path | None = None,
-              cfg: SegmentConfig | None = None):
+              cfg: SegmentConfig | None = None, labels_into_input: bool = False):
     """Every check that needs no pixels: paths, model vs config, input metadata, pixel size.
 
     Returns
@@ -90,32 +95,39 @@ def preflight(input: str | Path, out: str | Path, model: str | Path | None = Non
     cfg = resolve_config(cfg, spec)
     sources = open_image(input_path, cfg.input.pixel_size_um)
     require_pixel_size(sources)
+    check_pixel_sizes(sources, cfg.model.pixel_size_um, cfg.input.max_resample)
+    for src in sources:
+        check_channel(src, cfg.input.channel)
     check_writable(out)
+    if labels_into_input:
+        check_labels_target(input_path, sources)
     return cfg, sources, spec, meta, model_path
 
 
-def _read_frame(job: FrameJob) -> np.ndarray:
-    try:
-        return np.asarray(job.data.compute(scheduler="sync"))
-    except InputError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - zarr/codec errors of corrupt chunks
-        raise InputError(f"{job.where}: cannot read pixels ({exc.__class__.__name__}: {exc})") from None
-
-
 def _prepare_task(job: FrameJob, cfg: SegmentConfig):
-    image = _read_frame(job)
-    return prepare_frame(image, job.pixel_size_um, cfg, where=job.where), image
+    def work():
+        image = read_pixels(job.data, job.where)
+        return prepare_frame(image, job.pixel_size_um, cfg, where=job.where), image
+
+    return guard_unit(job.unit, work)
 
 
 def _tile_task(prepared, tile_index: int, model_path, variant, cfg: SegmentConfig):
+    if isinstance(prepared, UnitFailure):
+        return prepared
     tune_malloc()  # also where the plugin did not run (e.g. a worker that never called setup)
     model, spec, _ = get_model(model_path, variant, cfg.model.device)
     prep, _ = prepared
     return run_tile(prep, tile_index, model, spec, cfg)
 
 
-def _finish_task(prepared, tile_results, job: FrameJob, out: str, cfg: SegmentConfig) -> dict:
+def _finish_task(prepared, tile_results, job: FrameJob, out: str, cfg: SegmentConfig):
+    if isinstance(prepared, UnitFailure):
+        return prepared
+    return guard_unit(job.unit, _finish, prepared, tile_results, job, out, cfg)
+
+
+def _finish(prepared, tile_results, job: FrameJob, out: str, cfg: SegmentConfig) -> dict:
     t0 = time.perf_counter()
     prep, image = prepared
     cands, stats = [], {}
@@ -126,18 +138,26 @@ def _finish_task(prepared, tile_results, job: FrameJob, out: str, cfg: SegmentCo
     df = finish_frame(prep, cands, image, job.keys, cfg)
     out = Path(out)
     write_table(df, out / "instances" / f"{job.unit}.parquet", locations=[job.keys])  # even with no rows
-    write_label_frame(out, job.label_path, job.label_index, paint_labels(df, prep.input_shape))
+    write_label_frame(job.label_root or out, job.label_path, job.label_index,
+                      paint_labels(df, prep.input_shape))
+    if job.image_path is not None:  # the frame itself, so OUT is a valid image with its labels
+        write_label_frame(out, job.image_path, job.label_index, np.asarray(image))
     stats.update(instances=len(df), tiles=len(prep.tiles), prepare_s=prep.prepare_s,
                  finish_s=time.perf_counter() - t0)
     MarkerSet(out / ".markers").mark(job.unit, stats)
     return stats
 
 
-def _jobs(sources: list[ImageSource], cfg: SegmentConfig, out: Path, ngff: str | None) -> list[FrameJob]:
+def _jobs(sources: list[ImageSource], cfg: SegmentConfig, label_root: Path, ngff: str | None,
+          label_name: str, out: Path, input_path: Path) -> list[FrameJob]:
     jobs = []
+    into_out = Path(label_root) == Path(out)
+    if into_out and sources and sources[0].well:  # a plate: OUT becomes a plate too
+        copy_plate_layout(input_path, out, ngff)
     for src in sources:
-        lpath = create_label_image(out, src, z_mode=cfg.input.z_mode, name=cfg.output.labels_name,
-                                   version=ngff)
+        lpath = create_label_image(label_root, src, z_mode=cfg.input.z_mode, name=label_name,
+                                   version=ngff, listed=label_name == cfg.output.labels_name)
+        ipath = create_frame_image(out, src, z_mode=cfg.input.z_mode, version=ngff) if into_out else None
         laxes = label_axes(src, cfg.input.z_mode)
         shape80 = resampled_shape((src.size("y"), src.size("x")), src.pixel_size_um, cfg.model.pixel_size_um)
         n_tiles = len(tile_grid(shape80, cfg.model.tile_size, cfg.model.halo,
@@ -146,47 +166,8 @@ def _jobs(sources: list[ImageSource], cfg: SegmentConfig, out: Path, ngff: str |
             index = tuple(v for a, v in (("t", fr.t), ("z", fr.z)) if a in laxes)
             where = f"{src.path} (t={fr.t}, z={fr.z})"
             jobs.append(FrameJob(fr.unit, fr.keys, fr.data, float(src.pixel_size_um), where,
-                                 lpath, index, n_tiles))
+                                 lpath, index, n_tiles, str(label_root), ipath))
     return jobs
-
-
-def _validate_frames(jobs: list[FrameJob], client) -> None:
-    """Read every pending frame once: corrupt chunks, NaNs and constant frames fail here,
-    before anything is marked complete."""
-    import dask
-    import dask.array as da
-
-    checks = [(da.isfinite(j.data).all() if np.issubdtype(j.data.dtype, np.floating) else True,
-               j.data.min(), j.data.max()) for j in jobs]
-    try:
-        if client is not None:
-            results = client.gather(client.compute(checks))
-        else:
-            results = dask.compute(*checks, scheduler="threads")
-    except InputError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - corrupt chunk, unreadable file
-        raise InputError(f"cannot read the input pixels ({exc.__class__.__name__}: {exc})") from None
-    for j, (finite, lo, hi) in zip(jobs, results):
-        if not finite:
-            raise InputError(f"{j.where}: frame contains NaN or infinite values")
-        if lo == hi:
-            raise InputError(f"{j.where}: frame is constant (every pixel = {lo}); nothing to segment")
-
-
-def _input_identity(path: Path) -> dict:
-    """Path, size and a SHA-256 over the metadata files (fast identity, not a pixel hash)."""
-    h = hashlib.sha256()
-    total = 0
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for p in files:
-        st = p.stat()
-        total += st.st_size
-        rel = str(p.relative_to(path)) if path.is_dir() else p.name
-        h.update(f"{rel}:{st.st_size}\n".encode())
-        if p.name in ("zarr.json", ".zattrs", ".zarray", ".zgroup") or p.suffix in (".tif", ".tiff", ".png"):
-            h.update(p.read_bytes() if p.stat().st_size < (64 << 20) else b"")
-    return {"path": str(path.resolve()), "files": len(files), "bytes": total, "sha256": h.hexdigest()}
 
 
 def _versions() -> dict:
@@ -201,7 +182,7 @@ def _versions() -> dict:
 
 def run_segmentation(input: str | Path, out: str | Path, model: str | Path | None = None,
                      cfg: SegmentConfig | None = None, client=None, overwrite: bool = False,
-                     progress: bool = True) -> dict:
+                     progress: bool = True, labels_into_input: bool = False) -> dict:
     """Segment every frame of an input into ``out`` (instance table, labels, manifest).
 
     Parameters
@@ -219,6 +200,10 @@ def run_segmentation(input: str | Path, out: str | Path, model: str | Path | Non
         Discard a previous run in ``out`` made with another config or model.
     progress : bool
         Show a progress bar.
+    labels_into_input : bool
+        Write the label images into the input store's ``labels/`` (you must
+        own it) instead of into ``out``; they appear there, listed, only when
+        every frame is done.
 
     Returns
     -------
@@ -229,94 +214,94 @@ def run_segmentation(input: str | Path, out: str | Path, model: str | Path | Non
     ------
     InputError, OutputError, ModelError
         With a one-line message; nothing is marked complete.
+    UnitFailures
+        Some frames failed (a blank field, a corrupt chunk): the others are
+        complete; one line names the count, the first reason and the list.
     """
     from mitoscale.model.checkpoint import default_model_path, file_sha256
 
-    t_start = time.time()
     input_path, out = Path(input), Path(out)
-    cfg, sources, spec, meta, model_path = preflight(input_path, out, model, cfg)
+    cfg, sources, spec, meta, model_path = preflight(input_path, out, model, cfg, labels_into_input)
     model_file = Path(model_path) if model_path is not None else default_model_path()
     model_sha = file_sha256(model_file)
-    markers = MarkerSet(out / ".markers")
-    identity = {"config_hash": config_hash(cfg), "model_sha256": model_sha}
-    man_path = out / "manifest.json"
-    if man_path.exists():
-        import json
-
-        old = json.loads(man_path.read_text())
-        if {k: old.get(k) for k in identity} != identity:
-            if not overwrite:
-                raise OutputError(f"{out} holds a run with another config or model; "
-                                  "use a new --out or --overwrite")
-            markers.clear()
-            for p in (out / "instances").glob("*.parquet"):
-                p.unlink()
+    folder = RunFolder(out, "segment")
+    identity = {"stage": "segment", "config_hash": config_hash(cfg), "model_sha256": model_sha,
+                "labels_into_input": labels_into_input,
+                "input": input_identity(input_path, sources)}
+    if folder.claim(identity, overwrite):
+        remove_label_images(out, sources, cfg.output.labels_name)
     ngff = None if cfg.output.ngff_version == "auto" else cfg.output.ngff_version
-    jobs = _jobs(sources, cfg, out, ngff)
-    pending = [j for j in jobs if not markers.done(j.unit)]
-    manifest = {
-        "format": "mitoscale-segment/1", **identity, "model_path": str(model_file.resolve()),
-        "model_spec": spec.name, "model_meta": meta, "config": dump_config(cfg),
-        "input": _input_identity(input_path), "versions": _versions(),
-        "frames": len(jobs), "frames_skipped": len(jobs) - len(pending), "status": "running",
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t_start)),
+    # labels into the input go to a staging name first and are renamed into place (and listed)
+    # only when every frame is done, so the input never lists half-written labels
+    label_root = input_path if labels_into_input else out
+    label_name = staging_name(cfg.output.labels_name) if labels_into_input else cfg.output.labels_name
+    with disk_errors(label_root):
+        jobs = _jobs(sources, cfg, label_root, ngff, label_name, out, input_path)
+    pending = set(folder.pending([j.unit for j in jobs]))
+    pending_jobs = [j for j in jobs if j.unit in pending]
+    fields = {
+        "config_hash": identity["config_hash"], "model_sha256": model_sha,
+        "model_path": str(model_file.resolve()), "model_spec": spec.name, "model_meta": meta,
+        "config": dump_config(cfg), "input": identity["input"], "versions": _versions(),
+        "frames": len(jobs), "frames_skipped": len(jobs) - len(pending_jobs),
+        "labels": str((label_root / (jobs[0].label_path if jobs else "")).resolve()) if jobs else None,
     }
-    atomic_write_json(man_path, manifest)
-    if pending:
-        _validate_frames(pending, client)
-    t_work = time.time()
-    if client is None:
-        results = _run_local(pending, str(out), model_path, cfg, progress)
-    else:
-        results = _run_dask(client, pending, str(out), model_path, cfg, progress)
-    markers.remove_stale_writes()  # every frame is done: a killed worker's half-written marker goes
-    totals: dict[str, float] = {}
-    for r in results:
-        for k, v in r.items():
-            totals[k] = totals.get(k, 0) + v
-    n_inst = totals.get("instances", 0)
-    manifest.update(
-        status="complete", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        timing={"total_s": time.time() - t_start, "work_s": time.time() - t_work,
-                **{k: totals[k] for k in ("prepare_s", "encoder_s", "decoder_s", "other_s", "finish_s")
-                   if k in totals}},
-        counts={k: int(totals.get(k, 0)) for k in ("prompts", "decoded", "accepted", "instances", "tiles")},
-        decoder_prompts_per_instance=(totals.get("decoded", 0) / n_inst) if n_inst else None,
-        instances="instances/",
-        workers=(len(client.scheduler_info().get("workers", {})) if client is not None else 0),
-        host=platform.node(), cpu_count=os.cpu_count(),
-    )
-    atomic_write_json(man_path, manifest)
+    with folder.running([j.unit for j in jobs], **fields):
+        t_work = time.time()
+        if client is None:
+            results = _run_local(pending_jobs, str(out), model_path, cfg, progress)
+        else:
+            results = _run_dask(client, pending_jobs, str(out), model_path, cfg, progress)
+        totals = folder.totals()  # every frame of the folder, not only this invocation's
+        n_inst = totals.get("instances", 0)
+        extra = dict(
+            timing={"total_s": time.time() - folder._t0, "work_s": time.time() - t_work,
+                    **{k: v for k, v in _sum_results(results).items()
+                       if k in ("prepare_s", "encoder_s", "decoder_s", "other_s", "finish_s")}},
+            counts={k: int(totals.get(k, 0)) for k in ("prompts", "decoded", "accepted", "instances",
+                                                        "tiles")},
+            decoder_prompts_per_instance=(totals.get("decoded", 0) / n_inst) if n_inst else None,
+            instances="instances/",
+            workers=(len(client.scheduler_info().get("workers", {})) if client is not None else 0),
+            host=platform.node(), cpu_count=os.cpu_count(),
+        )
+        failed = any(isinstance(r, UnitFailure) for r in results.values()) or folder.failures.completed()
+        if labels_into_input and not failed and len(folder.markers.completed()) >= len(jobs):
+            publish_labels(input_path, sources, label_name, cfg.output.labels_name)
+        manifest = folder.finish(results, unit_name="frame", **extra)
+    manifest["counts"] = extra["counts"]
     return manifest
 
 
-def _run_local(jobs: list[FrameJob], out: str, model_path, cfg: SegmentConfig, progress: bool) -> list[dict]:
-    from tqdm.auto import tqdm
+def _sum_results(results: dict) -> dict[str, float]:
+    totals: dict[str, float] = {}
+    for r in results.values():
+        if isinstance(r, dict):
+            for k, v in r.items():
+                totals[k] = totals.get(k, 0) + v
+    return totals
 
-    results = []
-    disable = not progress or os.environ.get("MITOSCALE_NO_PROGRESS") == "1"
-    for job in tqdm(jobs, desc="segment", unit="frame", disable=disable):
+
+def _run_local(jobs: list[FrameJob], out: str, model_path, cfg: SegmentConfig, progress: bool) -> dict:
+    def work(job):
         prepared = _prepare_task(job, cfg)
         tiles = [_tile_task(prepared, i, model_path, cfg.model.variant, cfg) for i in range(job.n_tiles)]
-        results.append(_finish_task(prepared, tiles, job, out, cfg))
-    return results
+        return _finish_task(prepared, tiles, job, out, cfg)
+
+    return run_units_locally({j.unit: (lambda j=j: work(j)) for j in jobs}, "segment", "frame", progress)
 
 
 def _run_dask(client, jobs: list[FrameJob], out: str, model_path, cfg: SegmentConfig,
-              progress: bool) -> list[dict]:
-    from mitoscale.cluster import run_futures
-
+              progress: bool) -> dict:
     mp = str(model_path) if model_path is not None else None
     run = hashlib.sha1(repr((out, config_hash(cfg), mp)).encode()).hexdigest()[:8]
     plugin = ModelPlugin(mp, cfg.model.variant, cfg.model.device)
     client.register_plugin(plugin, name=f"mitoscale-model-{hashlib.sha1(repr((mp, cfg.model.variant)).encode()).hexdigest()[:10]}")
-    finals = []
+    finals = {}
     for job in jobs:
         prep = client.submit(_prepare_task, job, cfg, key=f"prepare-{run}-{job.unit}", retries=3)
         tiles = [client.submit(_tile_task, prep, i, mp, cfg.model.variant, cfg,
                                key=f"tile-{run}-{job.unit}-{i}", retries=3) for i in range(job.n_tiles)]
-        finals.append(client.submit(_finish_task, prep, tiles, job, out, cfg,
-                                    key=f"finish-{run}-{job.unit}", retries=3))
-    if not progress:
-        return client.gather(finals)
-    return run_futures(client, finals, desc="segment", unit="frame")
+        finals[job.unit] = client.submit(_finish_task, prep, tiles, job, out, cfg,
+                                         key=f"finish-{run}-{job.unit}", retries=3)
+    return gather_units(client, finals, desc="segment", unit="frame", progress=progress)

@@ -80,7 +80,9 @@ def test_baseline_run_records_an_empty_frame_for_analyze(tmp_path):
     img[20:26, 10:50] = 200   # 240 px at 80 nm = 1.54 um^2: a rod
     img[40:44, 30:34] = 200   # 16 px: a dot
     iio.imwrite(tmp_path / "in" / "full.png", img)
-    iio.imwrite(tmp_path / "in" / "empty.png", np.zeros((64, 64), np.uint8))
+    empty = np.zeros((64, 64), np.uint8)
+    empty[5, 5] = 1  # an image without mitochondria (a constant frame is refused: no image at all)
+    iio.imwrite(tmp_path / "in" / "empty.png", empty)
     res = run_baseline("classical", tmp_path / "in", tmp_path / "seg", pixel_size_um=0.08)
     assert res["n_frames"] == 2 and res["n_instances"] == 2
     cond = tmp_path / "c.csv"

@@ -39,7 +39,7 @@ def test_baseline_then_evaluate_cli(sim_folder, tmp_path, capsys, local_client):
     pred = read_table(out)
     assert set(pred["image_id"]) == {"img0", "img1", "img2"} and len(pred) > 20
     assert (pred["pixel_size_um"] == 0.08).all()
-    assert json.loads((out / "run.json").read_text())["method"] == "classical"
+    assert json.loads((out / "manifest.json").read_text())["method"] == "classical"
     capsys.readouterr()
     rc = main(["evaluate", str(out), str(sim_folder / "gt.parquet"), "--out", str(tmp_path / "ev")])
     assert rc == 0

@@ -27,12 +27,13 @@ def test_read_axes_and_pixel_size(tmp_path, version, axes):
     assert src.pixel_size_um == pytest.approx(0.065)
     assert src.ngff_version == version
     assert src.image_id == "img"
-    frames = list(iter_frames(src, channel=1, z_mode="each"))
+    channel = 1 if "c" in axes else 0  # an image without channels has only channel 0
+    frames = list(iter_frames(src, channel=channel, z_mode="each"))
     assert len(frames) == frame_count(src, "each") == shape["t"] ** ("t" in axes) * shape["z"] ** ("z" in axes)
     # the last frame is exactly the last plane of the chosen channel
     idx = tuple({"t": -1, "c": 1, "z": -1}[a] for a in axes if a in "tcz")
     np.testing.assert_array_equal(frames[-1].data.compute(), data[idx])
-    proj = list(iter_frames(src, channel=1, z_mode="max"))
+    proj = list(iter_frames(src, channel=channel, z_mode="max"))
     assert len(proj) == frame_count(src, "max")
     if "z" in axes:
         assert proj[0].keys["z"] == -1

@@ -60,8 +60,8 @@ def test_killed_run_resumes_with_only_missing_units(tmp_path, micro_model, local
             os.killpg(proc.pid, signal.SIGKILL)
     rec = RunState(out).record("samples")
     if sig == signal.SIGTERM:
-        assert proc.returncode == 130, output
-        assert "rerun the same command to resume" in output
+        assert proc.returncode == 143, output
+        assert "mitoscale run: stopped by SIGTERM; rerun the same command to resume" in output
         assert rec["state"] == "interrupted"
     else:
         assert proc.returncode == -signal.SIGKILL

@@ -1,11 +1,15 @@
 """Run a baseline over any input (OME-Zarr, TIFF/PNG) and write instance tables.
 
-Output layout (read back with :func:`mitoscale.io.tables.read_table`)::
+Output layout (read back with :func:`mitoscale.io.tables.read_table`); the
+folder follows the run-folder contract of :mod:`mitoscale.io.runfolder`, as
+``mitoscale segment`` does (identity incl. the input's content, refusal of
+an output inside the input, the one frame check, per-frame failures)::
 
     OUT/
-      run.json                  method, its config and the input
+      manifest.json             method, its config, the input identity, status, counts
       instances/<frame>.parquet one instance table per 2D frame (its location recorded even when empty)
       .markers/<frame>.done     written last; reruns skip finished frames
+      .failed/<frame>.json      frames that failed (retried by a rerun); failed.json lists them
 
 Frames are independent Dask tasks, so a run scales from a laptop to a
 cluster and resumes after an interruption.
@@ -19,9 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mitoscale.config import StrictModel, dump_config
-from mitoscale.errors import InputError, OutputError
-from mitoscale.io.atomic import MarkerSet, atomic_write_json, check_writable
+from mitoscale.config import StrictModel, config_hash, dump_config
+from mitoscale.errors import InputError
+from mitoscale.io.atomic import MarkerSet, check_writable
+from mitoscale.io.runfolder import (RunFolder, check_frame, check_output_location, gather_units,
+                                    guard_unit, input_identity, read_pixels, run_units_locally)
 
 __all__ = ["run_baseline", "plan_baseline", "execute_plan", "BaselinePlan", "segment_frame_with",
            "load_baseline_config"]
@@ -47,13 +53,17 @@ def segment_frame_with(name: str, image, pixel_size_um: float, cfg: StrictModel 
 
 
 def _process_frame(name: str, cfg: StrictModel, data: Any, keys: dict, pixel_size_um: float,
-                   part: str, markers_root: str, unit: str) -> dict:
-    import numpy as np
+                   part: str, markers_root: str, unit: str, where: str = "") -> dict:
+    return guard_unit(unit, _segment_and_write, name, cfg, data, keys, pixel_size_um, part,
+                      markers_root, unit, where or unit)
 
+
+def _segment_and_write(name, cfg, data, keys, pixel_size_um, part, markers_root, unit, where) -> dict:
     from mitoscale.evaluate.baselines.common import labels_to_table
     from mitoscale.io.tables import write_table
 
-    image = np.asarray(data.compute(scheduler="sync") if hasattr(data, "compute") else data)
+    image = read_pixels(data, where)
+    check_frame(image, where)  # the same check as `mitoscale segment`
     t0 = time.perf_counter()
     labels = segment_frame_with(name, image, pixel_size_um, cfg)
     seconds = time.perf_counter() - t0
@@ -74,6 +84,9 @@ class BaselinePlan:
     jobs: list = field(default_factory=list)
     n_frames: int = 0
     n_done_before: int = 0
+    folder: RunFolder | None = None
+    units: list = field(default_factory=list)
+    manifest: dict = field(default_factory=dict)
 
 
 def plan_baseline(
@@ -85,52 +98,72 @@ def plan_baseline(
     pixel_size_um: float | None = None,
     channel: int | str = 0,
     z_mode: str = "max",
+    overwrite: bool = False,
 ) -> BaselinePlan:
     """Open the input, check the output and list the unfinished frames (no segmentation yet).
 
-    Every user error (missing input or pixel size, an output holding another
-    run) is raised here, before any cluster starts.  Parameters as in
-    :func:`run_baseline`.
+    Every user error (missing input or pixel size, an output inside the
+    input or holding another run) is raised here, before any cluster
+    starts.  Parameters as in :func:`run_baseline`.
     """
-    from mitoscale.io.images import iter_frames, open_image, require_pixel_size
+    from mitoscale.io.images import check_channel, iter_frames, open_image, require_pixel_size
 
     if cfg is None:
         cfg = load_baseline_config(name)
+    check_output_location(input_path, out)
     out = check_writable(Path(out))
     sources = open_image(input_path, pixel_size_um=pixel_size_um)
     require_pixel_size(sources)
-    manifest = dict(format="mitoscale-baseline/1", method=name, config=dump_config(cfg),
-                    input=str(Path(input_path).absolute()), channel=channel, z_mode=z_mode,
-                    pixel_size_um=pixel_size_um)
-    _check_manifest(out, manifest)
-    atomic_write_json(out / "run.json", manifest)
-    markers = MarkerSet(out / ".markers")
-    plan = BaselinePlan(name=name, cfg=cfg, out=out)
+    for src in sources:
+        check_channel(src, channel)
+    folder = RunFolder(out, f"baseline {name}")
+    identity = {"stage": f"baseline {name}", "config_hash": config_hash(cfg), "channel": str(channel),
+                "z_mode": z_mode, "pixel_size_um": pixel_size_um,
+                "input": input_identity(input_path, sources)}
+    folder.claim(identity, overwrite)
+    markers = folder.markers
+    plan = BaselinePlan(name=name, cfg=cfg, out=out, folder=folder,
+                        manifest=dict(method=name, config=dump_config(cfg), input=identity["input"],
+                                      channel=channel, z_mode=z_mode, pixel_size_um=pixel_size_um))
     for src in sources:
         for frame in iter_frames(src, channel=channel, z_mode=z_mode):
             plan.n_frames += 1
+            plan.units.append(frame.unit)
             if markers.done(frame.unit):
                 plan.n_done_before += 1
                 continue
+            where = f"{src.path} (t={frame.t}, z={frame.z})"
             plan.jobs.append((frame.data, frame.keys, float(src.pixel_size_um),
-                              str(out / "instances" / f"{frame.unit}.parquet"), str(markers.root), frame.unit))
+                              str(folder.part_path(frame.unit)), str(markers.root), frame.unit, where))
     return plan
 
 
-def execute_plan(plan: BaselinePlan, client: Any = None) -> dict:
-    """Segment the planned frames, as Dask tasks when ``client`` is given."""
-    if client is None:
-        results = [_process_frame(plan.name, plan.cfg, *job) for job in plan.jobs]
-    else:
-        from mitoscale.cluster import run_futures
+def execute_plan(plan: BaselinePlan, client: Any = None, progress: bool = True) -> dict:
+    """Segment the planned frames, as Dask tasks when ``client`` is given.
 
-        futures = [client.submit(_process_frame, plan.name, plan.cfg, *job, pure=False,
-                                 key=f"baseline-{plan.name}-{job[-1]}-{uuid.uuid4().hex[:8]}")
-                   for job in plan.jobs]
-        results = run_futures(client, futures, desc=f"baseline {plan.name}", unit="frame")
+    Raises
+    ------
+    UnitFailures
+        Some frames failed (their reasons in ``OUT/failed.json``); the others are complete.
+    """
+    desc = f"baseline {plan.name}"
+    with plan.folder.running(plan.units, **plan.manifest):
+        if client is None:
+            results = run_units_locally(
+                {job[5]: (lambda job=job: _process_frame(plan.name, plan.cfg, *job)) for job in plan.jobs},
+                desc, "frame", progress)
+        else:
+            futures = {job[5]: client.submit(_process_frame, plan.name, plan.cfg, *job, pure=False,
+                                             key=f"baseline-{plan.name}-{job[5]}-{uuid.uuid4().hex[:8]}")
+                       for job in plan.jobs}
+            results = gather_units(client, futures, desc, "frame", progress)
+        new = [r for r in results.values() if isinstance(r, dict)]
+        totals = plan.folder.totals()
+        plan.folder.finish(results, unit_name="frame")
     return dict(out=str(plan.out), n_frames=plan.n_frames, n_done_before=plan.n_done_before,
-                n_instances=sum(r["n_instances"] for r in results),
-                seconds=sum(r["seconds"] for r in results))
+                n_instances=sum(r["n_instances"] for r in new),
+                n_instances_total=int(totals.get("n_instances", 0)),
+                seconds=sum(r["seconds"] for r in new))
 
 
 def run_baseline(
@@ -143,6 +176,7 @@ def run_baseline(
     channel: int | str = 0,
     z_mode: str = "max",
     client: Any = None,
+    overwrite: bool = False,
 ) -> dict:
     """Segment every 2D frame of ``input_path`` with baseline ``name``.
 
@@ -161,29 +195,16 @@ def run_baseline(
         As in :func:`mitoscale.io.images.iter_frames`.
     client : distributed.Client, optional
         Run frames as Dask tasks; ``None`` runs them here, one by one.
+    overwrite : bool
+        Replace a run of another method, config or input held in ``out``.
 
     Returns
     -------
     dict
-        ``n_frames``, ``n_done_before``, ``n_instances`` (new), ``seconds``
-        (sum of per-frame kernel time) and ``out``.
+        ``n_frames``, ``n_done_before``, ``n_instances`` (new),
+        ``n_instances_total`` (the whole folder), ``seconds`` (sum of per-frame
+        kernel time) and ``out``.
     """
     plan = plan_baseline(name, input_path, out, cfg=cfg, pixel_size_um=pixel_size_um,
-                         channel=channel, z_mode=z_mode)
+                         channel=channel, z_mode=z_mode, overwrite=overwrite)
     return execute_plan(plan, client)
-
-
-def _check_manifest(out: Path, manifest: dict) -> None:
-    """Refuse to resume into an output written by another method, config or input."""
-    import json
-
-    path = out / "run.json"
-    if not path.exists():
-        return
-    try:
-        old = json.loads(path.read_text())
-    except (OSError, ValueError):
-        raise OutputError(f"{path}: unreadable run manifest; choose a new --out") from None
-    for key in ("method", "config", "input", "channel", "z_mode", "pixel_size_um"):
-        if old.get(key) != json.loads(json.dumps(manifest[key])):
-            raise OutputError(f"{out} holds a run with a different {key}; choose a new --out or delete it")
