@@ -52,7 +52,7 @@ def test_safetensors_roundtrip_and_errors(tmp_path):
     info = json.loads(path.with_suffix(".json").read_text())
     info["spec"] = get_spec("mito256").to_dict()
     path.with_suffix(".json").write_text(json.dumps(info))
-    with pytest.raises(ModelError, match="do not match"):
+    with pytest.raises(ModelError, match="does not belong to these weights"):
         load_model(path)
 
 
