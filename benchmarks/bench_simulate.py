@@ -166,6 +166,28 @@ def throughput(cfg, n_images, workers, tmp):
                 rss=max(rss.values()), load=(load0, load1), bytes_per_image=size / n_images)
 
 
+def _throughput_rows(cfg, args, lines):
+    """Run the throughput measurement on each worker count, append its rows, print and write the report."""
+    tmp = tempfile.mkdtemp(prefix="bench-simulate-")
+    results = []
+    try:
+        for w in args.workers:
+            r = throughput(cfg, args.n_images, w, tmp)
+            results.append(r)
+            lines.append(f"| {w} | {r['rate']:.1f} | {r['seconds']:.1f} | {r['cpu_per_image'] * 1e3:.0f} | "
+                         f"{r['capacity']:.1f} | {r['warm']:.1f} | {r['rss']:.0f} | "
+                         f"{r['load'][0]:.1f} / {r['load'][1]:.1f} | {r['bytes_per_image'] / 1024:.0f} |")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if len(results) >= 2:
+        lines += ["", f"Speed-up {results[-1]['workers']} vs {results[0]['workers']} workers: "
+                      f"{results[-1]['rate'] / results[0]['rate']:.2f} x"]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.results:
+        Path(args.results).write_text(text)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n-images", type=int, default=240)
@@ -223,24 +245,7 @@ def main(argv=None):
         "| worker warm-up (s) | peak RSS per worker (MiB) | load avg start/end | disk per image (KiB) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    tmp = tempfile.mkdtemp(prefix="bench-simulate-")
-    results = []
-    try:
-        for w in args.workers:
-            r = throughput(cfg, args.n_images, w, tmp)
-            results.append(r)
-            lines.append(f"| {w} | {r['rate']:.1f} | {r['seconds']:.1f} | {r['cpu_per_image'] * 1e3:.0f} | "
-                         f"{r['capacity']:.1f} | {r['warm']:.1f} | {r['rss']:.0f} | "
-                         f"{r['load'][0]:.1f} / {r['load'][1]:.1f} | {r['bytes_per_image'] / 1024:.0f} |")
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    if len(results) >= 2:
-        lines += ["", f"Speed-up {results[-1]['workers']} vs {results[0]['workers']} workers: "
-                      f"{results[-1]['rate'] / results[0]['rate']:.2f} x"]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.results:
-        Path(args.results).write_text(text)
+    _throughput_rows(cfg, args, lines)
 
 
 def _broad_report(cfg, args):
@@ -274,24 +279,7 @@ def _broad_report(cfg, args):
               "| workers | images/s (wall) | wall (s) | worker CPU ms / image | images/s at 1 core per worker (CPU) "
               "| worker warm-up (s) | peak RSS per worker (MiB) | load avg start/end | disk per image (KiB) |",
               "|---|---|---|---|---|---|---|---|---|"]
-    tmp = tempfile.mkdtemp(prefix="bench-simulate-")
-    results = []
-    try:
-        for w in args.workers:
-            r = throughput(cfg, args.n_images, w, tmp)
-            results.append(r)
-            lines.append(f"| {w} | {r['rate']:.1f} | {r['seconds']:.1f} | {r['cpu_per_image'] * 1e3:.0f} | "
-                         f"{r['capacity']:.1f} | {r['warm']:.1f} | {r['rss']:.0f} | "
-                         f"{r['load'][0]:.1f} / {r['load'][1]:.1f} | {r['bytes_per_image'] / 1024:.0f} |")
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    if len(results) >= 2:
-        lines += ["", f"Speed-up {results[-1]['workers']} vs {results[0]['workers']} workers: "
-                      f"{results[-1]['rate'] / results[0]['rate']:.2f} x"]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.results:
-        Path(args.results).write_text(text)
+    _throughput_rows(cfg, args, lines)
 
 
 if __name__ == "__main__":

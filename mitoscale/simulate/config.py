@@ -14,6 +14,7 @@ from pydantic import Field, field_validator, model_serializer, model_validator
 
 from mitoscale.config import StrictModel, load_config
 from mitoscale.simulate.config_broad import BroadConfig
+from mitoscale.simulate.config_broad import check_range as _check_range
 from mitoscale.simulate.psf import Optics
 
 __all__ = ["GeometryConfig", "OpticsConfig", "ImagingConfig", "CorpusConfig",
@@ -24,17 +25,6 @@ PRESETS = {"paper": "simulate.yaml", "broad": "simulate_broad.yaml"}
 
 Range = tuple[float, float]
 IntRange = tuple[int, int]
-
-
-def _check_range(name: str, value, positive: bool = False, nonneg: bool = False):
-    lo, hi = value
-    if lo > hi:
-        raise ValueError(f"{name}: min {lo} > max {hi}")
-    if positive and lo <= 0:
-        raise ValueError(f"{name}: values must be positive, got {lo}")
-    if nonneg and lo < 0:
-        raise ValueError(f"{name}: values must be >= 0, got {lo}")
-    return value
 
 
 class GeometryConfig(StrictModel):
