@@ -231,16 +231,27 @@ def rasterise(
 
     if density:
         # exact hat-function (linear interpolation) weights on every plane
-        u_hi = (z_hi[pix][:, None] - plane_z[None, :]) / dz
-        u_lo = (z_lo[pix][:, None] - plane_z[None, :]) / dz
+        # only the planes within dz of a pixel's interval can get weight: evaluate those
+        # (the same values, in the same pixel-major, plane-ascending order as on all planes)
+        zh, zl = z_hi[pix], z_lo[pix]
+        j0 = np.clip(np.floor((zl - plane_z[0]) / dz).astype(np.int64) - 1, 0, n_planes - 1)
+        j1 = np.clip(np.ceil((zh - plane_z[0]) / dz).astype(np.int64) + 1, 0, n_planes - 1)
+        span = int((j1 - j0).max()) + 1 if pix.size else 1
+        jj = j0[:, None] + np.arange(span)[None, :]  # (n_in, span)
+        valid = jj <= j1[:, None]
+        jj = np.minimum(jj, n_planes - 1)
+        pz = plane_z[jj]
+        u_hi = (zh[:, None] - pz) / dz
+        u_lo = (zl[:, None] - pz) / dz
         amount = dz * bright[owner]
         if texture is not None:
             amount = amount * _texture(texture, owner, (pcol + 0.5) * p, (prow + 0.5) * p)
-        wgt = (_hat_cdf(u_hi) - _hat_cdf(u_lo)) * amount[:, None]  # (n_in, P)
-        nz_i, nz_j = np.nonzero(wgt > 0)
+        wgt = (_hat_cdf(u_hi) - _hat_cdf(u_lo)) * amount[:, None]  # (n_in, span)
+        nz_i, nz_k = np.nonzero((wgt > 0) & valid)
+        nz_j = jj[nz_i, nz_k]
         flat = nz_j * (gh * gw) + ((prow + m) * gw + (pcol + m))[nz_i]
         dens = np.zeros((n_planes, gh, gw), dtype=np.float32)
-        np.add.at(dens.reshape(-1), flat, wgt[nz_i, nz_j].astype(np.float32))
+        np.add.at(dens.reshape(-1), flat, wgt[nz_i, nz_k].astype(np.float32))
     else:
         dens = None
 
