@@ -202,27 +202,11 @@ def rasterise(
     l2 = l2_seg[seg]
     h2 = r_seg[seg] ** 2 - (dx * dx + dy * dy - s0 * s0 * l2)  # r^2 - distance^2 to the line
     inside = h2 - (np.clip(s0, 0.0, 1.0) - s0) ** 2 * l2 >= 0  # within r of the segment
-    sel = np.flatnonzero(inside)
-    seg, key, s0, l2, h2 = seg[sel], key[sel], s0[sel], l2[sel], h2[sel]
-
-    # vertical extent of the segment's capsule above/below the pixel centre
-    sz = step[seg, 2]
-    length3 = np.sqrt(l2_seg + step[:, 2] ** 2)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        k_ds = np.where(l2_seg > 0, 1.0 / np.sqrt(l2_seg) / np.maximum(length3, 1e-300), 1e30)
-    ds = np.sqrt(np.maximum(h2, 0.0)) * sz * k_ds[seg]  # h sin(tilt) / L
-    s_hi = np.clip(s0 + ds, 0.0, 1.0)
-    s_lo = np.clip(s0 - ds, 0.0, 1.0)
-    top = a[seg, 2] + s_hi * sz + np.sqrt(np.maximum(h2 - (s_hi - s0) ** 2 * l2, 0.0))
-    bottom = a[seg, 2] + s_lo * sz - np.sqrt(np.maximum(h2 - (s_lo - s0) ** 2 * l2, 0.0))
-
-    # union over the segments of each tube, per pixel
     in_win = np.zeros(n_pix, dtype=bool)
-    in_win[key] = True
-    z_hi = np.full(n_pix, -np.inf)
-    z_lo = np.full(n_pix, np.inf)
-    np.maximum.at(z_hi, key, top)
-    np.minimum.at(z_lo, key, bottom)
+    in_win[key[inside]] = True
+    if density:
+        sel = np.flatnonzero(inside)
+        z_lo, z_hi = _z_interval(a, step, l2_seg, seg[sel], key[sel], s0[sel], l2[sel], h2[sel], n_pix)
     pix = np.flatnonzero(in_win)
     owner = np.searchsorted(tstart, pix, side="right") - 1
     local = pix - tstart[owner]
@@ -269,6 +253,28 @@ def rasterise(
             crop = win[y0 - ty0[i]: y1 - ty0[i], x0 - tx0[i]: x1 - tx0[i]]
             masks[i] = ((y0, x0, y1, x1), crop)
     return dens, masks
+
+
+
+def _z_interval(a, step, l2_seg, seg, key, s0, l2, h2, n_pix):
+    """Lowest bottom and highest top, per window pixel, of the capsules over it (see the module doc)."""
+    # vertical extent of the segment's capsule above/below the pixel centre
+    sz = step[seg, 2]
+    length3 = np.sqrt(l2_seg + step[:, 2] ** 2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        k_ds = np.where(l2_seg > 0, 1.0 / np.sqrt(l2_seg) / np.maximum(length3, 1e-300), 1e30)
+    ds = np.sqrt(np.maximum(h2, 0.0)) * sz * k_ds[seg]  # h sin(tilt) / L
+    s_hi = np.clip(s0 + ds, 0.0, 1.0)
+    s_lo = np.clip(s0 - ds, 0.0, 1.0)
+    top = a[seg, 2] + s_hi * sz + np.sqrt(np.maximum(h2 - (s_hi - s0) ** 2 * l2, 0.0))
+    bottom = a[seg, 2] + s_lo * sz - np.sqrt(np.maximum(h2 - (s_lo - s0) ** 2 * l2, 0.0))
+
+    # union over the segments of each tube, per pixel
+    z_hi = np.full(n_pix, -np.inf)
+    z_lo = np.full(n_pix, np.inf)
+    np.maximum.at(z_hi, key, top)
+    np.minimum.at(z_lo, key, bottom)
+    return z_lo, z_hi
 
 
 def _texture(texture, owner: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
