@@ -245,7 +245,9 @@ def _segment_units(cfg: PipelineConfig, run_dir: Path) -> tuple[int, int, str]:
     done = total = 0
     for job in segment_jobs(cfg, run_dir):
         out = run_dir / "segment" / job["name"]
-        done += len(MarkerSet(out / ".markers").completed())
+        from mitoscale.io.runfolder import RunFolder
+
+        done += len(RunFolder(out, "segment").markers.completed())
         man = out / "manifest.json"
         total += json.loads(man.read_text())["frames"] if man.is_file() else 0
     return done, total, "frames"
