@@ -114,6 +114,9 @@ def scan_tables(paths: Sequence[str | Path], cfg) -> tuple[pd.DataFrame, pd.Data
                 cols = needed_columns(pf.schema_arrow)
                 for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=cols):
                     df = _coerce(batch.to_pandas())
+                    px = df["pixel_size_um"]
+                    if len(df) and (px.isna().any() or (px <= 0).any()):
+                        raise InputError("pixel_size_um is missing or non-positive in some rows")
                     if len(df):
                         n += len(df)
                         parts.append(_reduce(df, cfg, classes))

@@ -76,17 +76,24 @@ class UnitLog:
                         info = {}
                     state[p.name[: -len(suffix)]] = {**info, "state": st}
         if self.path.is_file():
-            with open(self.path, "rb") as fh:
-                for line in fh:
+            text = self.path.read_text(errors="replace")
+            try:  # one parse of the whole log (a 100k-frame log in a fraction of a second)
+                records = json.loads("[" + ",".join(ln for ln in text.split("\n") if ln.strip()) + "]")
+            except ValueError:  # a torn line (a killed writer): parse line by line, skip it
+                records = []
+                for line in text.split("\n"):
                     try:
-                        rec = json.loads(line)
-                        unit = rec.pop("unit")
-                    except (ValueError, KeyError, TypeError, AttributeError):
-                        continue  # a torn last line: that unit is redone
-                    if rec.get("state") == PENDING:
-                        state.pop(unit, None)
-                    else:
-                        state[unit] = rec
+                        records.append(json.loads(line))
+                    except ValueError:
+                        continue  # that unit is redone
+            for rec in records:
+                unit = rec.pop("unit", None) if isinstance(rec, dict) else None
+                if unit is None:
+                    continue
+                if rec.get("state") == PENDING:
+                    state.pop(unit, None)
+                else:
+                    state[unit] = rec
         return state
 
     def units(self, state: str = DONE) -> list[str]:
