@@ -110,8 +110,8 @@ def analyse_paths(paths: Sequence[str | Path], conditions_csv: str | Path, cfg: 
     from mitoscale.analyse.stream import scan_tables
 
     cfg = cfg or AnalyseConfig()
-    per_image, means, _ = scan_tables(paths, cfg)
-    return _analyse(per_image, means, conditions_csv, cfg, attrs, tracks)
+    per_image, means, n = scan_tables(paths, cfg)
+    return _analyse(per_image, means, conditions_csv, cfg, {"n_instances": int(n), **(attrs or {})}, tracks)
 
 
 def _analyse(per_image: pd.DataFrame, shape_means: pd.DataFrame, conditions_csv, cfg: AnalyseConfig,
