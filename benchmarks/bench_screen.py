@@ -113,6 +113,10 @@ class Sampler:
         self._th.join()
 
 
+def _manifest_seconds(out: Path) -> float:
+    return float(json.loads((out / "manifest.json").read_text()).get("seconds", 0.0))
+
+
 def _files(out: Path) -> dict:
     files = [p for p in out.rglob("*") if p.is_file()]
     wells = {p.parent for p in files if p.name.endswith(".parquet") and "plate_well=" in p.parent.name}
@@ -142,14 +146,19 @@ def run_screen(client, plate: Path, out: Path, threads: int, segment: bool = Fal
     totals = RunFolder(out, "?").totals()
     frames = len(RunFolder(out, "?").markers.completed())
     task = totals["task_s"]
+    stage = totals.get("stage_s", 0.0)
+    merge = execution.get("merge_s", 0.0)
     return {"frames": frames, "wall_s": round(wall, 2), "sum_task_s": round(task, 2), "threads": threads,
             "overhead_vs_compute": round(wall * threads / task - 1, 4),
             "overhead_ms_per_frame": round((wall * threads - task) / frames * 1000, 3),
             "frames_per_s": round(frames / wall, 1),
+            "sum_stage_s": round(stage, 2), "sum_merge_s": round(merge, 2),
+            "outside_tasks_vs_compute": round((wall * threads - task - stage - merge) / task, 4),
             "scheduler_rss_start_mb": round(s.sched_start / 2**20, 1),
             "scheduler_rss_peak_mb": round(s.sched / 2**20, 1),
             "scheduler_tasks_peak": s.sched_tasks, "client_rss_peak_mb": round(s.me_peak / 2**20, 1),
             **{k: execution.get(k) for k in ("frames_per_task", "tasks", "max_in_flight", "merges")},
+            "plan_and_claim_s": round(wall - _manifest_seconds(out), 2),
             **_files(out)}
 
 
@@ -248,6 +257,10 @@ def bench_status(tmp: Path, n: int = 100_000) -> dict:
             "first_line": r.stdout.splitlines()[0] if r.stdout else r.stderr[-300:]}
 
 
+class _Skip(Exception):
+    pass
+
+
 def _local_client():
     from distributed import Client
     from distributed.deploy.subprocess import SubprocessCluster
@@ -263,6 +276,8 @@ def main(argv=None) -> int:
     ap.add_argument("--segment-frames", type=int, default=1000)
     ap.add_argument("--analyze-rows", type=int, default=5_000_000)
     ap.add_argument("--slurm", action="store_true", help="also on the test suite's single-node SLURM")
+    ap.add_argument("--no-local", action="store_true", help="skip the LocalCluster runs")
+    ap.add_argument("--no-status", action="store_true", help="skip the status timing")
     ap.add_argument("--keep", default=None, help="work directory to keep (default: a temporary one)")
     args = ap.parse_args(argv)
     os.environ.setdefault("MITOSCALE_NO_PROGRESS", "1")
@@ -276,8 +291,10 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             plates[n] = make_plate(tmp / f"plate{n}.ome.zarr", n)
             print(f"plate of {n} frames written in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
-        cluster, client = _local_client()
+        cluster, client = _local_client() if not args.no_local else (None, None)
         try:
+            if args.no_local:
+                raise _Skip
             for n in args.frames:
                 r = run_screen(client, plates[n], tmp / f"out-local-{n}", 2)
                 report["runs"].append({"cluster": "local (2 workers x 1 thread, scheduler in its own process)",
@@ -288,13 +305,17 @@ def main(argv=None) -> int:
                 report["runs"].append({"cluster": "local", "path": "segment (shipped model, maxima preset)",
                                        **r, "load": os.getloadavg()})
                 print(json.dumps(report["runs"][-1]), file=sys.stderr)
+        except _Skip:
+            pass
         finally:
-            client.close()
-            cluster.close()
+            if client is not None:
+                client.close()
+                cluster.close()
         if args.slurm:
             report["runs"] += bench_slurm(tmp, plates, args.frames)
-        report["status"] = bench_status(tmp)
-        print(json.dumps(report["status"]), file=sys.stderr)
+        if not args.no_status:
+            report["status"] = bench_status(tmp)
+            print(json.dumps(report["status"]), file=sys.stderr)
         if args.analyze_rows:
             report["analyze"] = bench_analyze(tmp, args.analyze_rows)
         report["load_after"] = os.getloadavg()

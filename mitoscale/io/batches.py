@@ -125,7 +125,7 @@ def execute_batches(folder: RunFolder, batches: list[Batch], *, client: Any = No
     window : int, optional
         Tasks in flight (default :data:`WINDOW_PER_THREAD` per worker thread).
     stats : dict, optional
-        Filled with ``max_in_flight``, ``tasks``, ``merges``.
+        Filled with ``max_in_flight``, ``tasks``, ``merges`` and ``merge_s`` (seconds merging).
 
     Returns
     -------
@@ -135,7 +135,7 @@ def execute_batches(folder: RunFolder, batches: list[Batch], *, client: Any = No
     out = folder.out
     remaining = Counter(b.partition for b in batches)
     stats = stats if stats is not None else {}
-    stats.update(max_in_flight=0, tasks=len(batches), merges=0)
+    stats.update(max_in_flight=0, tasks=len(batches), merges=0, merge_s=0.0)
     early = [p for p in staged_partitions(out) if p not in remaining]  # staged by a killed run
     results: dict[str, Any] = {}
     with _bar(sum(len(b.units) for b in batches), desc, unit, progress) as bar:
@@ -151,7 +151,7 @@ def execute_batches(folder: RunFolder, batches: list[Batch], *, client: Any = No
 
         if client is None:
             for p in early:
-                compact_partition(out, p)
+                stats["merge_s"] += compact_partition(out, p)["seconds"]
                 stats["merges"] += 1
             for b in batches:
                 stats["max_in_flight"] = 1
@@ -160,7 +160,7 @@ def execute_batches(folder: RunFolder, batches: list[Batch], *, client: Any = No
                 except Exception as exc:  # noqa: BLE001 - one task's failure does not sink the run
                     res = _failed_batch(b, exc)
                 if done(b, res):
-                    compact_partition(out, b.partition)
+                    stats["merge_s"] += compact_partition(out, b.partition)["seconds"]
                     stats["merges"] += 1
             return results
         _run_dask(client, batches, submit, window, desc, out, early, done, stats)
@@ -200,7 +200,7 @@ def _run_dask(client, batches, submit, window, desc, out, early, done, stats) ->
         for fut in pending:
             if fut.key in merges:
                 merges.discard(fut.key)
-                fut.result()  # a merge that fails (disk) stops the run
+                stats["merge_s"] += fut.result()["seconds"]  # a merge that fails (disk) stops the run
                 stats["merges"] += 1
                 continue
             b = tasks.pop(fut.key)

@@ -109,13 +109,16 @@ def compact_partition(out: str | Path, partition: str) -> dict:
     Returns
     -------
     dict
-        ``partition``, ``frames`` (locations in the file), ``rows``, ``merged`` (staged files).
+        ``partition``, ``frames`` (locations in the file), ``rows``, ``merged`` (staged files), ``seconds``.
     """
+    import time
+
+    t0 = time.perf_counter()
     out = Path(out)
     target = partition_file(out, partition)
     staged = sorted((out / STAGING / partition).glob("*.parquet"), key=lambda p: (p.stat().st_mtime_ns, p.name))
     if not staged:
-        return {"partition": partition, "frames": None, "rows": None, "merged": 0}
+        return {"partition": partition, "frames": None, "rows": None, "merged": 0, "seconds": 0.0}
     sources = ([target] if target.is_file() else []) + staged
     schemas = [pq.read_schema(p) for p in sources]
     # the newest source of every location wins (a frame recomputed after a kill)
@@ -158,7 +161,8 @@ def compact_partition(out: str | Path, partition: str) -> dict:
         raise
     for p in staged:
         p.unlink(missing_ok=True)
-    return {"partition": partition, "frames": len(locs), "rows": rows, "merged": len(staged)}
+    return {"partition": partition, "frames": len(locs), "rows": rows, "merged": len(staged),
+            "seconds": time.perf_counter() - t0}
 
 
 def _umask() -> int:

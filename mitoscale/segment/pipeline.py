@@ -185,8 +185,13 @@ def _segment_batch(batch: Batch, out: str, model_path, cfg: SegmentConfig) -> di
             results[job.unit] = res[0]
             frames.append((job.keys, res[1]))
     if frames:
+        t0 = time.perf_counter()
         with disk_errors(f"the results of {batch.units[0]}"):
             stage_rows(out, batch.partition, batch.name, frames)
+        share = (time.perf_counter() - t0) / len(frames)  # the write, shared by the batch's frames
+        for u, r in results.items():
+            if isinstance(r, dict):
+                r["stage_s"] = share
     return results
 
 
