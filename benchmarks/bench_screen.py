@@ -102,15 +102,28 @@ class Sampler:
                 pass
             time.sleep(0.25)
 
+    def _cpu(self):
+        def cpu(dask_scheduler):
+            import psutil
+
+            t = psutil.Process().cpu_times()
+            return t.user + t.system
+
+        t = self.me.cpu_times()
+        return self.client.run_on_scheduler(cpu), t.user + t.system
+
     def __enter__(self):
         self._probe()
         self.sched_start = self.sched
+        self._cpu0 = self._cpu()
         self._th.start()
         return self
 
     def __exit__(self, *exc):
         self._stop.set()
         self._th.join()
+        s1, c1 = self._cpu()
+        self.sched_cpu, self.client_cpu = s1 - self._cpu0[0], c1 - self._cpu0[1]
 
 
 def _manifest_seconds(out: Path) -> float:
@@ -156,7 +169,10 @@ def run_screen(client, plate: Path, out: Path, threads: int, segment: bool = Fal
             "outside_tasks_vs_compute": round((wall * threads - task - stage - merge) / task, 4),
             "scheduler_rss_start_mb": round(s.sched_start / 2**20, 1),
             "scheduler_rss_peak_mb": round(s.sched / 2**20, 1),
-            "scheduler_tasks_peak": s.sched_tasks, "client_rss_peak_mb": round(s.me_peak / 2**20, 1),
+            "scheduler_tasks_peak": s.sched_tasks,
+            "scheduler_cpu_s": round(s.sched_cpu, 2), "client_cpu_s": round(s.client_cpu, 2),
+            "scheduler_cpu_ms_per_task": round(s.sched_cpu / max(1, execution.get("tasks") or 1) * 1000, 2),
+            "client_cpu_ms_per_task": round(s.client_cpu / max(1, execution.get("tasks") or 1) * 1000, 2), "client_rss_peak_mb": round(s.me_peak / 2**20, 1),
             **{k: execution.get(k) for k in ("frames_per_task", "tasks", "max_in_flight", "merges")},
             "plan_and_claim_s": round(wall - _manifest_seconds(out), 2),
             **_files(out)}

@@ -14,8 +14,9 @@ frames through :func:`execute_batches`:
   worker thread, re-read as workers come and go), so the scheduler's task
   count and memory stay bounded whatever the size of the screen.
 * **Completion** is appended to the run folder's log
-  (:class:`~mitoscale.io.unitlog.UnitLog`) by this process as each task
-  finishes; a partition is merged into its one file
+  (:class:`~mitoscale.io.unitlog.UnitLog`) by this process as tasks
+  finish (one append per second at most, and always when the run ends or is
+  interrupted); a partition is merged into its one file
   (:func:`~mitoscale.io.partitions.compact_partition`, a task of its own)
   as soon as all its frames are resolved.  A rerun skips logged frames and
   first merges what a killed run had staged.
@@ -26,6 +27,7 @@ frames through :func:`execute_batches`:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import sys
@@ -43,8 +45,11 @@ __all__ = ["Batch", "make_batches", "auto_frames_per_task", "execute_batches", "
 
 #: tasks in flight per worker thread
 WINDOW_PER_THREAD = 4
-#: pixels a batched task aims at (small frames are grouped up to this)
-TASK_PIXELS = 1024 * 1024
+#: pixels a batched task aims at (small frames are grouped up to this; 4 frames of 1024²)
+TASK_PIXELS = 4 * 1024 * 1024
+#: the client appends finished units to the log at most this often (or every this many units)
+LOG_EVERY_S = 1.0
+LOG_EVERY_UNITS = 5000
 MAX_FRAMES_PER_TASK = 64
 
 
@@ -83,6 +88,15 @@ def make_batches(items: Sequence[tuple[str, str, Any]], frames_per_task: int) ->
             chunk = rows[i:i + frames_per_task]
             out.append(Batch(part, [u for u, _ in chunk], [j for _, j in chunk]))
     return out
+
+
+@contextlib.contextmanager
+def _flushing(flush: Callable[[], None]):
+    """Write the buffered log records however the run ends (Ctrl-C and SIGTERM included)."""
+    try:
+        yield
+    finally:
+        flush()
 
 
 def _failed_batch(batch: Batch, exc: BaseException) -> dict[str, Any]:
@@ -138,9 +152,23 @@ def execute_batches(folder: RunFolder, batches: list[Batch], *, client: Any = No
     stats.update(max_in_flight=0, tasks=len(batches), merges=0, merge_s=0.0)
     early = [p for p in staged_partitions(out) if p not in remaining]  # staged by a killed run
     results: dict[str, Any] = {}
-    with _bar(sum(len(b.units) for b in batches), desc, unit, progress) as bar:
+    unlogged: dict[str, Any] = {}
+    last_flush = [0.0]  # the first finished task is logged at once
+
+    def flush() -> None:
+        if unlogged:
+            folder.record(unlogged)
+            unlogged.clear()
+        last_flush[0] = time.monotonic()
+
+    with _bar(sum(len(b.units) for b in batches), desc, unit, progress) as bar, _flushing(flush):
         def done(batch: Batch, res: dict[str, Any]) -> bool:
-            folder.record(res)
+            # one append (and fsync) per second at most: a whole screen's completions would
+            # otherwise make the client a serial gate; a kill loses at most that second's
+            # records, whose frames are recomputed (and their rows replaced, not duplicated)
+            unlogged.update(res)
+            if len(unlogged) >= LOG_EVERY_UNITS or time.monotonic() - last_flush[0] >= LOG_EVERY_S:
+                flush()
             results.update(res)
             bar.update(len(batch.units))
             n_failed = sum(isinstance(r, UnitFailure) for r in results.values())

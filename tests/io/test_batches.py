@@ -32,7 +32,8 @@ def _movie(path, n, side=64, seed=0, blank=()):
 
 def test_auto_batches_follow_frame_size_and_workers():
     assert auto_frames_per_task(128 * 128, 20_000, 2) == 64
-    assert auto_frames_per_task(1024 * 1024, 20_000, 2) == 1
+    assert auto_frames_per_task(1024 * 1024, 20_000, 2) == 4
+    assert auto_frames_per_task(2048 * 2048, 20_000, 2) == 1
     assert auto_frames_per_task(128 * 128, 12, 2) == 2  # still 4 tasks per thread
     items = [(f"u{i}", "p0" if i < 5 else "p1", i) for i in range(8)]
     assert [b.units for b in make_batches(items, 3)] == [["u0", "u1", "u2"], ["u3", "u4"],
