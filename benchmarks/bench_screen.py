@@ -303,7 +303,9 @@ def main(argv=None) -> int:
               "cpus": os.cpu_count(), "load_before": os.getloadavg(), "runs": []}
     try:
         plates = {}
-        for n in sorted(set(args.frames + ([args.segment_frames] if args.segment_frames else []))):
+        need = [] if args.no_local and not args.slurm else args.frames + (
+            [args.segment_frames] if args.segment_frames and not args.no_local else [])
+        for n in sorted(set(need)):
             t0 = time.perf_counter()
             plates[n] = make_plate(tmp / f"plate{n}.ome.zarr", n)
             print(f"plate of {n} frames written in {time.perf_counter() - t0:.0f} s", file=sys.stderr)

@@ -161,6 +161,10 @@ def compact_partition(out: str | Path, partition: str) -> dict:
         raise
     for p in staged:
         p.unlink(missing_ok=True)
+    try:  # the partition's staging folder, now empty (another task may stage into it again)
+        (out / STAGING / partition).rmdir()
+    except OSError:
+        pass
     return {"partition": partition, "frames": len(locs), "rows": rows, "merged": len(staged),
             "seconds": time.perf_counter() - t0}
 
