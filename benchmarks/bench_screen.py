@@ -50,6 +50,8 @@ def make_plate(path: Path, n_frames: int, side: int = 128, seed: int = 0) -> Pat
 
     from mitoscale.io.omezarr import write_ome_zarr_image
 
+    if (path / "zarr.json").exists():  # kept from an earlier run (--keep)
+        return path
     n_wells = max(1, n_frames // (FIELDS * T))
     wells = [(chr(ord("A") + i // 12), str(i % 12 + 1)) for i in range(n_wells)]
     g = zarr.open_group(str(path), mode="w", zarr_format=3)
