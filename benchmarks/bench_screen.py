@@ -7,7 +7,7 @@ A synthetic HCS plate (OME-Zarr 0.5; wells x 5 fields x 100 time points of
 128² px) is segmented by the classical baseline (cheap per frame, so the
 orchestration shows) through ``run_baseline`` -> ``execute_batches``, the
 executor ``mitoscale segment`` uses, on a LocalCluster of 2 single-thread
-workers whose scheduler runs in its own process (and, with ``--slurm``, on
+workers whose scheduler runs in its own process (`dask scheduler`; and, with ``--slurm``, on
 the test suite's single-node SLURM).  ``--segment-frames`` runs the model
 path (``run_segmentation``, fast preset) on a smaller plate.  Measured:
 
@@ -279,13 +279,35 @@ class _Skip(Exception):
     pass
 
 
-def _local_client():
+def _local_client(tmp: Path):
+    """A scheduler and 2 single-thread workers in their own processes (logs to files, never a full pipe)."""
     from distributed import Client
-    from distributed.deploy.subprocess import SubprocessCluster
 
-    cluster = SubprocessCluster(n_workers=2, threads_per_worker=1, dashboard_address=None,
-                                host="127.0.0.1")
-    return cluster, Client(cluster)
+    sf = tmp / "scheduler.json"
+    sf.unlink(missing_ok=True)
+    logs = open(tmp / "cluster.log", "ab")
+    py = [sys.executable, "-m"]
+    procs = [subprocess.Popen(py + ["distributed.cli.dask_scheduler", "--scheduler-file", str(sf), "--host",
+                                    "127.0.0.1", "--port", "0", "--no-dashboard"], stdout=logs, stderr=logs)]
+    deadline = time.monotonic() + 60
+    while not sf.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    procs.append(subprocess.Popen(py + ["distributed.cli.dask_worker", "--scheduler-file", str(sf), "--nworkers",
+                                        "2", "--nthreads", "1", "--no-dashboard", "--host", "127.0.0.1"],
+                                  stdout=logs, stderr=logs, env={**os.environ, "PYTHONPATH": str(REPO)}))
+    client = Client(scheduler_file=str(sf))
+    client.wait_for_workers(2, timeout=120)
+
+    class _Procs:
+        def close(self):
+            for p in reversed(procs):
+                p.terminate()
+                try:
+                    p.wait(30)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+
+    return _Procs(), client
 
 
 def main(argv=None) -> int:
@@ -311,13 +333,13 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             plates[n] = make_plate(tmp / f"plate{n}.ome.zarr", n)
             print(f"plate of {n} frames written in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
-        cluster, client = _local_client() if not args.no_local else (None, None)
+        cluster, client = _local_client(tmp) if not args.no_local else (None, None)
         try:
             if args.no_local:
                 raise _Skip
             for n in args.frames:
                 r = run_screen(client, plates[n], tmp / f"out-local-{n}", 2)
-                report["runs"].append({"cluster": "local (2 workers x 1 thread, scheduler in its own process)",
+                report["runs"].append({"cluster": "local (dask scheduler + 2 workers x 1 thread, own processes)",
                                        "path": "baseline classical", **r, "load": os.getloadavg()})
                 print(json.dumps(report["runs"][-1]), file=sys.stderr)
             if args.segment_frames:
