@@ -271,6 +271,5 @@ def render_layout(cfg: SimulateConfig, layout: FieldLayout, entry: BankEntry, bu
                 ni=entry.optics.ni, render_pixel_nm=p_r, focal_slices=len(focal),
                 gain_adu_per_e=gain, offset_adu=offset, read_noise_e=read_e, eight_bit=eight_bit,
                 cell_haze=cell_amp, illumination_falloff=falloff, n_haze=len(layout.haze))
-    exp_out = resample(expected, (h, w)).astype(np.float32)
     return SimulatedImage(image=image, labels=labels, table=table, sbr=sbr, background=background,
-                          expected=exp_out, info=info)
+                          expected_source=lambda: resample(expected, (h, w)).astype(np.float32), info=info)

@@ -162,11 +162,18 @@ def _write_chunk(out: str, cfg_data: dict, seed: int, k: int, start: int, stop: 
     root = zarr.open_group(out, mode="r+")
     n_layers = max(s.labels.shape[0] for s in sims)
     h, w = sims[0].image.shape
-    labels = np.zeros((len(sims), n_layers, h, w), dtype=np.uint16)
-    for j, s in enumerate(sims):
-        labels[j, : s.labels.shape[0]] = s.labels
     root["images"][start:stop] = np.stack([s.image for s in sims])
-    root["labels"][start:stop, :n_layers] = labels
+    # one label layer (one Zarr chunk) at a time: a (B, H, W) buffer stays in the heap that
+    # tune_malloc keeps, where the whole (B, L, H, W) stack was mmapped and page-faulted anew
+    # per chunk (half the write time); layers no image of the chunk uses stay at the fill value
+    layer = np.empty((len(sims), h, w), dtype=np.uint16)
+    for li in range(n_layers):
+        for j, s in enumerate(sims):
+            if li < s.labels.shape[0]:
+                layer[j] = s.labels[li]
+            else:
+                layer[j] = 0
+        root["labels"][start:stop, li] = layer
     root["n_instances"][start:stop] = np.array([len(s.table) for s in sims], dtype=np.int32)
     root["sbr"][start:stop] = np.array([s.sbr for s in sims], dtype=np.float32)
     root["background"][start:stop] = np.array([s.background for s in sims], dtype=np.float32)

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mitoscale.simulate.config_broad import BroadGeometry, BroadIntensity
-from mitoscale.simulate.geometry import Tube, _scale_to_arc, bezier
+from mitoscale.simulate.geometry import Tube, _bernstein, _scale_to_arc, bezier
 
 __all__ = ["FieldObject", "FieldLayout", "sample_field"]
 
@@ -61,24 +61,62 @@ def _log_uniform(rng, lo, hi, n=None):
     return np.exp(rng.uniform(np.log(lo), np.log(hi), n))
 
 
-def _curve(rng, length, width, bend, direction, centre, z_mean, z_jitter, z_range) -> np.ndarray:
-    """Control points (n, 3) of a tube of tip-to-tip ``length`` centred at ``centre``."""
-    arc = max(length - width, 0.0)
-    n = int(np.clip(3 + arc // 2500, 3, 8)) if arc > 0 else 2
-    u = np.linspace(-0.5, 0.5, n)
-    lat = np.zeros(n)
-    if n > 2:
-        lat[1:-1] = rng.uniform(-bend, bend, n - 2)
-    c, s = np.cos(direction), np.sin(direction)
-    shape_xy = np.stack([u * c - lat * s, u * s + lat * c], axis=1)[None]
-    z = np.clip(z_mean + rng.uniform(-z_jitter, z_jitter, n), *z_range)[None]
-    if arc > 0:
-        scale, z = _scale_to_arc(shape_xy, z, np.array([arc]))
-        xy = shape_xy[0] * scale[0]
-    else:
-        xy = np.zeros((n, 2))
-    xy = xy - xy.mean(axis=0) + np.asarray(centre)
-    return np.concatenate([xy, z[0][:, None]], axis=1)
+class _Curves:
+    """Control points of many tubes, drawn one by one and scaled to their arc lengths in batches.
+
+    :func:`_scale_to_arc` (Newton on the exact arc length) costs ~0.1 ms a call
+    whatever the batch size, so the curves of a field are drawn first (every
+    random number in the same order as one by one) and scaled together, one
+    call per control-point count; a curve needed early (the tube a crossing
+    tube is laid across) is scaled on its own when asked for.
+    """
+
+    def __init__(self):
+        self.pending: dict[int, tuple] = {}  # id(cp) -> (cp, shape_xy, z, arc, centre)
+
+    def draw(self, rng, length, width, bend, direction, centre, z_mean, z_jitter, z_range) -> np.ndarray:
+        """Control points (n, 3) of a tube of tip-to-tip ``length`` centred at ``centre`` (filled later)."""
+        arc = max(length - width, 0.0)
+        n = int(np.clip(3 + arc // 2500, 3, 8)) if arc > 0 else 2
+        u = np.linspace(-0.5, 0.5, n)
+        lat = np.zeros(n)
+        if n > 2:
+            lat[1:-1] = rng.uniform(-bend, bend, n - 2)
+        c, s = np.cos(direction), np.sin(direction)
+        shape_xy = np.stack([u * c - lat * s, u * s + lat * c], axis=1)
+        z = np.clip(z_mean + rng.uniform(-z_jitter, z_jitter, n), *z_range)
+        cp = np.empty((n, 3))
+        self.pending[id(cp)] = (cp, shape_xy, z, arc, np.asarray(centre, dtype=float))
+        return cp
+
+    def resolve(self, cp: np.ndarray) -> np.ndarray:
+        """Scale one pending curve now (no-op when it is done)."""
+        item = self.pending.pop(id(cp), None)
+        if item is not None:
+            self._fill([item])
+        return cp
+
+    def finish(self) -> None:
+        """Scale every pending curve, one :func:`_scale_to_arc` call per control-point count."""
+        items = list(self.pending.values())
+        self.pending.clear()
+        for n in sorted({it[1].shape[0] for it in items}):
+            self._fill([it for it in items if it[1].shape[0] == n])
+
+    @staticmethod
+    def _fill(items) -> None:
+        shape_xy = np.stack([it[1] for it in items])
+        z = np.stack([it[2] for it in items])
+        arc = np.array([it[3] for it in items])
+        live = arc > 0
+        scale = np.zeros(len(items))
+        if live.any():
+            scale[live], z[live] = _scale_to_arc(shape_xy[live], z[live], arc[live])
+        xy = shape_xy * scale[:, None, None]
+        xy = xy - xy.mean(axis=1, keepdims=True) + np.stack([it[4] for it in items])[:, None, :]
+        for k, it in enumerate(items):
+            it[0][:, :2] = xy[k]
+            it[0][:, 2] = z[k]
 
 
 def _tube(cp, width, length, brightness) -> Tube:
@@ -116,9 +154,10 @@ def _network(rng, g: BroadGeometry, width, centre, z_mean, brightness) -> FieldO
         degree[i] += 1
     shift = np.array([centre[0], centre[1], 0.0]) - np.mean([e[:, :] for e in edges], axis=(0, 1)) * [1, 1, 0]
     tubes, total = [], 0.0
-    for cp in edges:
-        cp = cp + shift
-        arc = float(np.linalg.norm(np.diff(bezier(cp, 33), axis=0), axis=1).sum())
+    cps = np.stack(edges) + shift  # (E, 3, 3)
+    pts = np.einsum("sn,enc->esc", _bernstein(3, 33), cps)
+    arcs = np.sqrt((np.diff(pts, axis=1) ** 2).sum(axis=2)).sum(axis=1)
+    for cp, arc in zip(cps, arcs.tolist()):
         w = width * rng.uniform(0.85, 1.15)
         tubes.append(_tube(cp, w, arc + w, brightness))
         total += arc
@@ -166,6 +205,8 @@ def sample_field(rng: np.random.Generator, g: BroadGeometry, it: BroadIntensity,
     f_net = rng.uniform(*g.network_fraction)
     kinds = rng.choice(3, size=n, p=[1 - f_dot - f_net, f_dot, f_net])
     objects: list[FieldObject] = []
+    curves = _Curves()
+    tubes_so_far: list[FieldObject] = []
     for kind in kinds:
         bright = float(np.exp(rng.normal(0.0, it.brightness_sigma)))
         if rng.uniform() < it.dim_fraction:
@@ -176,7 +217,7 @@ def sample_field(rng: np.random.Generator, g: BroadGeometry, it: BroadIntensity,
         if kind == 1:
             width = rng.uniform(*g.dot_diameter_nm)
             length = width * rng.uniform(*g.dot_aspect)
-            cp = _curve(rng, length, width, 0.0, direction, centre, z_mean, 0.0, g.z_range_nm)
+            cp = curves.draw(rng, length, width, 0.0, direction, centre, z_mean, 0.0, g.z_range_nm)
             objects.append(FieldObject("dot", [_tube(cp, width, length, bright)], length, width, bright, z_mean))
             continue
         width = float(_log_uniform(rng, *g.width_nm))
@@ -186,12 +227,11 @@ def sample_field(rng: np.random.Generator, g: BroadGeometry, it: BroadIntensity,
         length = float(g.tube_length.sample(rng, 1)[0])
         width = min(width, length)
         bend = rng.uniform(*g.bend)
-        tubes_so_far = [o for o in objects if o.kind == "tube"]
         jitter, z_lim = g.z_jitter_nm, g.z_range_nm
         if tubes_so_far and rng.uniform() < g.crossing_rate:
             # lay it across an earlier tube, above or below it, nearly straight and level
             other = tubes_so_far[int(rng.integers(len(tubes_so_far)))].tubes[0]
-            pts = bezier(other.control_points, 33)
+            pts = bezier(curves.resolve(other.control_points), 33)
             k = int(rng.integers(6, 27))
             tangent = np.arctan2(*(pts[k + 1, :2] - pts[k - 1, :2])[::-1])
             direction = tangent + rng.choice([-1, 1]) * rng.uniform(np.radians(35), np.radians(90))
@@ -200,9 +240,10 @@ def sample_field(rng: np.random.Generator, g: BroadGeometry, it: BroadIntensity,
             z_mean = float(rng.choice(options)) if options else float(np.clip(pts[k, 2] + gap, *g.z_range_nm))
             centre = pts[k, :2]
             bend, jitter, z_lim = min(bend, 0.1), 0.0, (z_mean, z_mean)
-        cp = _curve(rng, length, width, bend, direction, centre, z_mean, jitter, z_lim)
+        cp = curves.draw(rng, length, width, bend, direction, centre, z_mean, jitter, z_lim)
         objects.append(FieldObject("tube", [_tube(cp, width, length, bright)], length, width, bright,
-                                   float(cp[:, 2].mean())))
+                                   np.nan))  # z_nm: the mean control-point height, once scaled
+        tubes_so_far.append(objects[-1])
     # out-of-focus haze: no ground truth (see docs/simulate.md)
     n_haze = int(rng.integers(g.haze_objects[0], g.haze_objects[1] + 1))
     haze, defocus = [], np.empty(n_haze)
@@ -210,9 +251,13 @@ def sample_field(rng: np.random.Generator, g: BroadGeometry, it: BroadIntensity,
         length = float(g.tube_length.sample(rng, 1)[0])
         width = min(float(_log_uniform(rng, *g.width_nm)), length)
         defocus[j] = rng.uniform(*g.haze_defocus_nm)
-        cp = _curve(rng, length, width, rng.uniform(*g.bend), rng.uniform(0, 2 * np.pi),
-                    _position(rng, nucleus, scale, extent_nm), 0.0, 0.0, (0.0, 0.0))
+        cp = curves.draw(rng, length, width, rng.uniform(*g.bend), rng.uniform(0, 2 * np.pi),
+                         _position(rng, nucleus, scale, extent_nm), 0.0, 0.0, (0.0, 0.0))
         haze.append(_tube(cp, width, length, float(np.exp(rng.normal(0.0, it.brightness_sigma)))))
+    curves.finish()
+    for ob in objects:
+        if ob.kind == "tube":
+            ob.z_nm = float(ob.tubes[0].control_points[:, 2].mean())
     # nucleoid-like modulation along every object: a few random plane waves
     n_obj, k = len(objects), 3
     period = rng.uniform(*it.nucleoid_period_nm, (n_obj, k))

@@ -202,27 +202,11 @@ def rasterise(
     l2 = l2_seg[seg]
     h2 = r_seg[seg] ** 2 - (dx * dx + dy * dy - s0 * s0 * l2)  # r^2 - distance^2 to the line
     inside = h2 - (np.clip(s0, 0.0, 1.0) - s0) ** 2 * l2 >= 0  # within r of the segment
-    sel = np.flatnonzero(inside)
-    seg, key, s0, l2, h2 = seg[sel], key[sel], s0[sel], l2[sel], h2[sel]
-
-    # vertical extent of the segment's capsule above/below the pixel centre
-    sz = step[seg, 2]
-    length3 = np.sqrt(l2_seg + step[:, 2] ** 2)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        k_ds = np.where(l2_seg > 0, 1.0 / np.sqrt(l2_seg) / np.maximum(length3, 1e-300), 1e30)
-    ds = np.sqrt(np.maximum(h2, 0.0)) * sz * k_ds[seg]  # h sin(tilt) / L
-    s_hi = np.clip(s0 + ds, 0.0, 1.0)
-    s_lo = np.clip(s0 - ds, 0.0, 1.0)
-    top = a[seg, 2] + s_hi * sz + np.sqrt(np.maximum(h2 - (s_hi - s0) ** 2 * l2, 0.0))
-    bottom = a[seg, 2] + s_lo * sz - np.sqrt(np.maximum(h2 - (s_lo - s0) ** 2 * l2, 0.0))
-
-    # union over the segments of each tube, per pixel
     in_win = np.zeros(n_pix, dtype=bool)
-    in_win[key] = True
-    z_hi = np.full(n_pix, -np.inf)
-    z_lo = np.full(n_pix, np.inf)
-    np.maximum.at(z_hi, key, top)
-    np.minimum.at(z_lo, key, bottom)
+    in_win[key[inside]] = True
+    if density:
+        sel = np.flatnonzero(inside)
+        z_lo, z_hi = _z_interval(a, step, l2_seg, seg[sel], key[sel], s0[sel], l2[sel], h2[sel], n_pix)
     pix = np.flatnonzero(in_win)
     owner = np.searchsorted(tstart, pix, side="right") - 1
     local = pix - tstart[owner]
@@ -231,16 +215,27 @@ def rasterise(
 
     if density:
         # exact hat-function (linear interpolation) weights on every plane
-        u_hi = (z_hi[pix][:, None] - plane_z[None, :]) / dz
-        u_lo = (z_lo[pix][:, None] - plane_z[None, :]) / dz
+        # only the planes within dz of a pixel's interval can get weight: evaluate those
+        # (the same values, in the same pixel-major, plane-ascending order as on all planes)
+        zh, zl = z_hi[pix], z_lo[pix]
+        j0 = np.clip(np.floor((zl - plane_z[0]) / dz).astype(np.int64) - 1, 0, n_planes - 1)
+        j1 = np.clip(np.ceil((zh - plane_z[0]) / dz).astype(np.int64) + 1, 0, n_planes - 1)
+        span = int((j1 - j0).max()) + 1 if pix.size else 1
+        jj = j0[:, None] + np.arange(span)[None, :]  # (n_in, span)
+        valid = jj <= j1[:, None]
+        jj = np.minimum(jj, n_planes - 1)
+        pz = plane_z[jj]
+        u_hi = (zh[:, None] - pz) / dz
+        u_lo = (zl[:, None] - pz) / dz
         amount = dz * bright[owner]
         if texture is not None:
             amount = amount * _texture(texture, owner, (pcol + 0.5) * p, (prow + 0.5) * p)
-        wgt = (_hat_cdf(u_hi) - _hat_cdf(u_lo)) * amount[:, None]  # (n_in, P)
-        nz_i, nz_j = np.nonzero(wgt > 0)
+        wgt = (_hat_cdf(u_hi) - _hat_cdf(u_lo)) * amount[:, None]  # (n_in, span)
+        nz_i, nz_k = np.nonzero((wgt > 0) & valid)
+        nz_j = jj[nz_i, nz_k]
         flat = nz_j * (gh * gw) + ((prow + m) * gw + (pcol + m))[nz_i]
         dens = np.zeros((n_planes, gh, gw), dtype=np.float32)
-        np.add.at(dens.reshape(-1), flat, wgt[nz_i, nz_j].astype(np.float32))
+        np.add.at(dens.reshape(-1), flat, wgt[nz_i, nz_k].astype(np.float32))
     else:
         dens = None
 
@@ -258,6 +253,28 @@ def rasterise(
             crop = win[y0 - ty0[i]: y1 - ty0[i], x0 - tx0[i]: x1 - tx0[i]]
             masks[i] = ((y0, x0, y1, x1), crop)
     return dens, masks
+
+
+
+def _z_interval(a, step, l2_seg, seg, key, s0, l2, h2, n_pix):
+    """Lowest bottom and highest top, per window pixel, of the capsules over it (see the module doc)."""
+    # vertical extent of the segment's capsule above/below the pixel centre
+    sz = step[seg, 2]
+    length3 = np.sqrt(l2_seg + step[:, 2] ** 2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        k_ds = np.where(l2_seg > 0, 1.0 / np.sqrt(l2_seg) / np.maximum(length3, 1e-300), 1e30)
+    ds = np.sqrt(np.maximum(h2, 0.0)) * sz * k_ds[seg]  # h sin(tilt) / L
+    s_hi = np.clip(s0 + ds, 0.0, 1.0)
+    s_lo = np.clip(s0 - ds, 0.0, 1.0)
+    top = a[seg, 2] + s_hi * sz + np.sqrt(np.maximum(h2 - (s_hi - s0) ** 2 * l2, 0.0))
+    bottom = a[seg, 2] + s_lo * sz - np.sqrt(np.maximum(h2 - (s_lo - s0) ** 2 * l2, 0.0))
+
+    # union over the segments of each tube, per pixel
+    z_hi = np.full(n_pix, -np.inf)
+    z_lo = np.full(n_pix, np.inf)
+    np.maximum.at(z_hi, key, top)
+    np.minimum.at(z_lo, key, bottom)
+    return z_lo, z_hi
 
 
 def _texture(texture, owner: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:

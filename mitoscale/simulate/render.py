@@ -26,6 +26,7 @@ or pixel size), one for the photon budget (``(0,)``) and one for the noise
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -50,8 +51,17 @@ class SimulatedImage:
     table: pd.DataFrame  # instance table + simulation columns
     sbr: float  # the drawn SBR (definition in the module docstring)
     background: float  # expected background photons per pixel
-    expected: np.ndarray  # (H, W) float32 noise-free expected photons
+    # (H, W) float32 noise-free expected photons (see ``expected``), or a function that makes it:
+    # the broad preset resamples it from its render grid only when it is read
+    expected_source: np.ndarray | Callable[[], np.ndarray] = field(repr=False)
     info: dict = field(default_factory=dict)  # broad preset: the optics and camera drawn
+
+    @property
+    def expected(self) -> np.ndarray:
+        """(H, W) float32 noise-free expected photons (computed on first access)."""
+        if callable(self.expected_source):
+            self.expected_source = self.expected_source()
+        return self.expected_source
 
 
 def image_id(index: int) -> str:
@@ -198,4 +208,4 @@ def simulate_image(
         ),
     )
     return SimulatedImage(image=image, labels=labels, table=table, sbr=sbr,
-                          background=background, expected=expected)
+                          background=background, expected_source=expected)

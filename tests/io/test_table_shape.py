@@ -161,3 +161,18 @@ def test_a_folder_mixing_older_and_newer_parts_loads(tmp_path):
     assert both.loc[both.image_id == "old", "n_end_points"].isna().all()  # unknown, not 0
     filled = with_shape_columns(both.drop(columns=list(SHAPE_COLUMNS)))
     assert filled["n_end_points"].tolist() == [2, 2]
+
+
+def test_solidity_convex_area_equals_scikit_image_convex_hull():
+    from skimage.morphology import convex_hull_image
+
+    from mitoscale.shape import _convex_area
+
+    rng = np.random.default_rng(3)
+    masks = [rng.random(rng.integers(1, 45, 2)) < rng.uniform(0.03, 0.9) for _ in range(400)]
+    masks += [tube(), thick_polyline([(10, 10), (60, 40), (20, 80)]), np.ones((1, 1), bool)]
+    masks = [m for m in masks if m.any()]
+    assert [_convex_area(m) for m in masks] == [int(convex_hull_image(m).sum()) for m in masks]
+    sol = shape_features(masks, PX)["solidity"].to_numpy()
+    ref = [regionprops(m.astype(np.uint8))[0].solidity for m in masks]
+    assert np.array_equal(sol, ref)

@@ -231,3 +231,45 @@ def test_a_disk_that_fills_mid_run_is_one_line(tmp_path, micro_model, capsys):
         subprocess.run(["umount", str(disk)], check=False)
     assert rc == 2
     assert len(err) == 1 and "No space left on device" in err[0], err
+
+
+def test_a_disk_that_becomes_unwritable_mid_run_is_one_line(tmp_path, micro_model):
+    """A real file system remounted read-only while `segment` writes to it (EROFS), as when a
+    scratch quota locks a folder: one line, exit 2, the written frames stay valid, and once the
+    disk is writable again a rerun completes without duplicating a frame."""
+    import subprocess
+    import sys
+    import time
+
+    inp = write_ome_zarr_image(tmp_path / "m.ome.zarr", _frames(16, shape=(96, 96)), "tyx", 0.08)
+    disk = tmp_path / "disk"
+    if not _mount_tmpfs(disk, "64m"):
+        pytest.skip("cannot mount a tmpfs here (not root)")
+    out = disk / "out"
+    cmd = [sys.executable, "-m", "mitoscale", "segment", str(inp), "--model", str(micro_model),
+           "--out", str(out), "--in-process", *FAST]
+    try:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:  # the first task's frames logged
+            if (out / "units.log").is_file():
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, "segment ended before any frame was written; make the input larger"
+        subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True, capture_output=True)
+        _, stderr = proc.communicate(timeout=120)
+        subprocess.run(["mount", "-o", "remount,rw", str(disk)], check=True, capture_output=True)
+        err = [ln for ln in stderr.splitlines() if ln.strip() and "frame/s" not in ln]
+        assert proc.returncode == 2, stderr
+        assert len(err) == 1 and "Read-only file system" in err[0], err
+        assert "Traceback" not in stderr
+        logged = done_units(out)  # what was logged before the remount stays valid
+        assert logged
+        assert main(["segment", str(inp), "--model", str(micro_model), "--out", str(out),
+                     "--in-process", *FAST]) == 0
+        full = read_table(out / "instances")
+        assert not full.duplicated(["t", "instance_id"]).any()
+        assert sorted(full["t"].unique()) == list(range(16))
+        assert set(logged) <= set(done_units(out))
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
