@@ -27,7 +27,21 @@ STAGE_CLIS = [
 ]
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: the module of each subcommand: a command line naming one imports only that module
+#: (``mitoscale status`` must answer fast; some stages import heavy libraries at import time)
+COMMAND_MODULES = {"run": "mitoscale.pipeline.cli", "status": "mitoscale.pipeline.cli",
+                   "simulate": "mitoscale.simulate.cli", "train": "mitoscale.train.cli",
+                   "segment": "mitoscale.segment.cli", "evaluate": "mitoscale.evaluate.cli",
+                   "baseline": "mitoscale.evaluate.cli", "analyze": "mitoscale.analyse.cli",
+                   "track": "mitoscale.track.cli"}
+
+
+def _command_of(argv: list[str]) -> str | None:
+    first = next((a for a in argv if not a.startswith("-")), None)
+    return first if first in COMMAND_MODULES and "--help" not in argv[:argv.index(first)] else None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mitoscale",
         description="Find every mitochondrion in fluorescence images and measure morphology, "
@@ -36,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mitoscale {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and tracebacks")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for modname in STAGE_CLIS:
+    for modname in ([COMMAND_MODULES[command]] if command in COMMAND_MODULES else STAGE_CLIS):
         try:
             mod = importlib.import_module(modname)
         except ModuleNotFoundError as exc:
@@ -53,7 +67,7 @@ def _quiet_libraries(record: logging.LogRecord) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(_command_of(sys.argv[1:] if argv is None else list(argv)))
     args = parser.parse_args(argv)
     # our own progress at INFO; other libraries' INFO chatter (Dask's scheduler and nannies)
     # only with --verbose.  A handler filter, because distributed sets its loggers' levels itself.

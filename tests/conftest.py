@@ -40,3 +40,18 @@ def micro_model(tmp_path_factory) -> Path:
     spec = get_spec("micro")
     return save_model(tmp_path_factory.mktemp("model") / "micro.safetensors", build_sam(spec), spec,
                       {"pixel_size_um": 0.08, "note": "untrained test model"})
+
+
+def done_units(out) -> list[str]:
+    """The frames a run folder has logged complete (units.log, or the older .markers/)."""
+    from mitoscale.io.runfolder import RunFolder
+
+    return RunFolder(out, "?").markers.completed()
+
+
+def forget_units(out, *units) -> None:
+    """As after a kill before these frames were logged: the next run redoes them."""
+    from mitoscale.io.runfolder import RunFolder
+
+    for u in units:
+        RunFolder(out, "?").markers.discard(u)

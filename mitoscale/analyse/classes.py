@@ -31,7 +31,7 @@ def classify_instances(df: pd.DataFrame, dot_max_area_um2: float, rule: str = "d
         raise ValueError(f"unknown class rule {rule!r}; choose one of {', '.join(RULES)}")
     labels = classify(df["area_um2"].to_numpy(), dot_max_area_um2).astype(object)
     if rule == "dot_rod_network" and len(df):
-        if "n_branch_points" not in df:
+        if "n_branch_points" not in df or df["n_branch_points"].isna().any():  # older rows: from masks
             from mitoscale.io.tables import with_shape_columns
 
             df = with_shape_columns(df)

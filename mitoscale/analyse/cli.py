@@ -34,7 +34,7 @@ def register(subparsers) -> None:
 
 def _analyze(args: argparse.Namespace) -> int:
     from mitoscale.analyse.config import AnalyseConfig
-    from mitoscale.analyse.run import analyse_tables, format_summary, load_locations, load_tables, write_outputs
+    from mitoscale.analyse.run import analyse_paths, format_summary, write_outputs
     from mitoscale.config import load_config
     from mitoscale.io.atomic import check_writable
 
@@ -45,9 +45,9 @@ def _analyze(args: argparse.Namespace) -> int:
         overrides.append(f"class_rule={args.classes}")
     cfg = load_config(args.config, AnalyseConfig, overrides)
     check_writable(args.out)
-    df = load_tables(args.tables)
-    ds = analyse_tables(df, args.conditions, cfg, attrs=dict(tables=" ".join(map(str, args.tables))),
-                        locations=load_locations(args.tables), tracks=args.tracks or None)
+    # streamed: only the columns it needs, memory bounded by the number of images (not instances)
+    ds = analyse_paths(args.tables, args.conditions, cfg, attrs=dict(tables=" ".join(map(str, args.tables))),
+                       tracks=args.tracks or None)
     paths = write_outputs(ds, args.out)
     print(format_summary(ds))
     print(f"wrote {len(paths)} files to {args.out} (morphology.nc, CSVs, fig_a/b/c .png/.pdf)")

@@ -24,7 +24,7 @@ from mitoscale.analyse.dataset import build_dataset, dataset_to_frames
 from mitoscale.analyse.morphology import per_image_summary
 from mitoscale.errors import InputError
 
-__all__ = ["load_tables", "load_locations", "analyse_tables", "write_outputs"]
+__all__ = ["load_tables", "load_locations", "analyse_tables", "analyse_paths", "write_outputs"]
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,31 @@ def analyse_tables(df: pd.DataFrame, conditions_csv: str | Path, cfg: AnalyseCon
     per_image = per_image_summary(df, cfg.dot_max_area_um2, cfg.min_area_um2, locations=locations,
                                   class_rule=cfg.class_rule,
                                   network_min_branch_points=cfg.network_min_branch_points)
+    from mitoscale.analyse.shape_stats import image_shape_means
+
+    return _analyse(per_image, image_shape_means(df, cfg), conditions_csv, cfg, attrs, tracks)
+
+
+def analyse_paths(paths: Sequence[str | Path], conditions_csv: str | Path, cfg: AnalyseConfig | None = None,
+                  *, attrs: dict | None = None, tracks: Sequence[str | Path] | None = None):
+    """:func:`analyse_tables` out of core: streams the tables from disk (``mitoscale analyze``).
+
+    Reads only the columns the analysis needs, never the masks (except for
+    older tables without shape columns), with memory bounded by the number
+    of images, not of instances (:func:`mitoscale.analyse.stream.scan_tables`).
+    Every processed location counts, those without instances included.
+    The same numbers as ``analyse_tables(load_tables(paths), ..., locations=load_locations(paths))``.
+    """
+    from mitoscale.analyse.stream import scan_tables
+
+    cfg = cfg or AnalyseConfig()
+    per_image, means, n = scan_tables(paths, cfg)
+    return _analyse(per_image, means, conditions_csv, cfg, {"n_instances": int(n), **(attrs or {})}, tracks)
+
+
+def _analyse(per_image: pd.DataFrame, shape_means: pd.DataFrame, conditions_csv, cfg: AnalyseConfig,
+             attrs: dict | None, tracks):
+    """Conditions, replicate units, bootstrap: everything after the per-image summary."""
     cond = read_conditions(conditions_csv)
     per_image["condition"] = assign_conditions(per_image, cond, source=str(conditions_csv)).to_numpy()
     missing = per_image["condition"].isna()
@@ -115,7 +140,7 @@ def analyse_tables(df: pd.DataFrame, conditions_csv: str | Path, cfg: AnalyseCon
     )
     from mitoscale.analyse.timecourse import add_event_rates, add_time_course
 
-    ds = add_time_course(add_shape_means(ds, df, per_image, cfg), per_image, cfg)
+    ds = add_time_course(add_shape_means(ds, None, per_image, cfg, means=shape_means), per_image, cfg)
     return add_event_rates(ds, list(tracks), conditions_csv, cfg) if tracks else ds
 
 

@@ -25,21 +25,33 @@ import xarray as xr
 from mitoscale.io.tables import LOCATION_KEYS
 from mitoscale.shape import SHAPE_COLUMNS
 
-__all__ = ["add_shape_means", "shape_frame"]
+__all__ = ["add_shape_means", "image_shape_means", "shape_frame"]
 
 
-def add_shape_means(ds: xr.Dataset, df: pd.DataFrame, per_image: pd.DataFrame, cfg) -> xr.Dataset:
-    """``ds`` plus the shape variables above (``per_image``: the rows of ``ds``'s images)."""
-    from mitoscale.analyse.dataset import bootstrap_mean_ci
-
+def image_shape_means(df: pd.DataFrame, cfg) -> pd.DataFrame:
+    """Each shape column's mean over every image's instances, indexed by the location keys."""
     from mitoscale.io.tables import with_shape_columns
 
     df = with_shape_columns(df)  # older tables (or parts) without the columns: from their masks
     if cfg.min_area_um2 > 0:
         df = df[df["area_um2"] >= cfg.min_area_um2]
+    return df.groupby(LOCATION_KEYS)[list(SHAPE_COLUMNS)].mean()  # NaN (tortuosity) skipped per image
+
+
+def add_shape_means(ds: xr.Dataset, df: pd.DataFrame | None, per_image: pd.DataFrame, cfg,
+                    means: pd.DataFrame | None = None) -> xr.Dataset:
+    """``ds`` plus the shape variables above (``per_image``: the rows of ``ds``'s images).
+
+    ``means``: the per-image means when already computed (:func:`image_shape_means`,
+    or streamed by :func:`mitoscale.analyse.stream.scan_tables`); else from ``df``.
+    """
+    from mitoscale.analyse.dataset import bootstrap_mean_ci
+
     cols = list(SHAPE_COLUMNS)
-    means = df.groupby(LOCATION_KEYS)[cols].mean()  # NaN (tortuosity) skipped per image
-    keys = pd.MultiIndex.from_frame(per_image[LOCATION_KEYS].astype(df[LOCATION_KEYS].dtypes.to_dict()))
+    if means is None:
+        means = image_shape_means(df, cfg)
+    dtypes = {k: means.index.get_level_values(k).dtype for k in LOCATION_KEYS}
+    keys = pd.MultiIndex.from_frame(per_image[LOCATION_KEYS].astype(dtypes))
     image_vals = means.reindex(keys).to_numpy(dtype=float)  # images without instances: NaN
     images = ds["image"].to_numpy()
     order = pd.Index(per_image["image"].astype(str)).get_indexer(images)

@@ -5,10 +5,17 @@ stage) manage their output folder through :class:`RunFolder`::
 
     OUT/
       manifest.json            identity (stage, config, model, input), status, counts
-      instances/<unit>.parquet one part per unit (frame)
-      .markers/<unit>.done     written last: the unit is complete
-      .failed/<unit>.json      a unit that failed, with its reason (removed once it succeeds)
+      instances/<partition>/part-0.parquet   one file per well (plates) or image, a row group
+                               per frame (mitoscale.io.partitions)
+      units.log                append-only completion log: one line per finished or failed
+                               unit, written after its results (mitoscale.io.unitlog)
+      .staging/                results of finished tasks not yet merged (invisible to readers)
       failed.json              the full list of failed units of the last invocation
+
+Older folders (one ``instances/<unit>.parquet`` and one ``.markers/<unit>.done``
+per frame) still read, count and resume: their markers are part of the log.
+Work is run by :func:`mitoscale.io.batches.execute_batches` (bounded window,
+batched frames, the frame check inside each task).
 
 The contract:
 
@@ -48,7 +55,8 @@ from typing import Any
 import numpy as np
 
 from mitoscale.errors import InputError, MitoscaleError, OutputError
-from mitoscale.io.atomic import MarkerSet, atomic_write_json
+from mitoscale.io.atomic import atomic_write_json
+from mitoscale.io.unitlog import DONE, FAILED, LogView, UnitLog
 
 __all__ = [
     "RunFolder",
@@ -225,8 +233,10 @@ class RunFolder:
     def __init__(self, out: str | Path, stage: str):
         self.out = Path(out)
         self.stage = stage
-        self.markers = MarkerSet(self.out / ".markers")
-        self.failures = MarkerSet(self.out / ".failed", suffix=".json")
+        self.log = UnitLog(self.out / "units.log", legacy_done=self.out / ".markers",
+                           legacy_failed=self.out / ".failed")
+        self.markers = LogView(self.log, DONE)      # the units complete
+        self.failures = LogView(self.log, FAILED)   # the units that failed (retried by a rerun)
         self.manifest_path = self.out / "manifest.json"
         self.manifest: dict[str, Any] = {}
 
@@ -259,8 +269,8 @@ class RunFolder:
         if isinstance(inp, dict) and "path" in inp:  # a run folder moved with its input still matches
             inp["path_from_out"] = os.path.relpath(inp["path"], self.out.resolve())
         old = self.read_manifest()
-        has_units = bool(self.markers.completed() or self.failures.completed()
-                         or list((self.out / "instances").glob("*.parquet")))
+        has_units = bool(self.log.state() or next((self.out / "instances").rglob("*.parquet"), None)
+                         or (self.out / ".staging").is_dir())
         if old is not None or has_units:
             old_id = (old or {}).get("identity")
             diffs = ["identity"] if old_id is None else _differences(old_id, identity)
@@ -278,43 +288,47 @@ class RunFolder:
 
     def clear(self) -> None:
         """Remove every unit's result, marker and failure record (``--overwrite``)."""
-        self.markers.clear()
-        self.failures.clear()
-        for p in (self.out / "instances").glob("*.parquet"):
-            p.unlink()
+        import shutil
+
+        from mitoscale.io.partitions import STAGING
+
+        self.log.clear()
+        for d in ("instances", STAGING):
+            if (self.out / d).is_dir():
+                shutil.rmtree(self.out / d)
         (self.out / "failed.json").unlink(missing_ok=True)
 
     # -- units ------------------------------------------------------------------------------
 
     def pending(self, units: Iterable[str]) -> list[str]:
         """The units not complete (failed units included: a rerun retries them)."""
-        return [u for u in units if not self.markers.done(u)]
+        state = self.log.state()
+        return [u for u in units if state.get(u, {}).get("state") != DONE]
 
     def part_path(self, unit: str) -> Path:
+        """Where the older layout kept a unit's part (one file per frame; read, no longer written)."""
         return self.out / "instances" / f"{unit}.parquet"
 
+    def record(self, results: dict[str, Any]) -> None:
+        """Append the outcome of finished units to the log (their results are on disk already)."""
+        self.log.append([(u, FAILED, {"reason": r.reason, "when": _now()}) if isinstance(r, UnitFailure)
+                         else (u, DONE, r if isinstance(r, dict) else {}) for u, r in results.items()])
+
     def totals(self) -> dict[str, float]:
-        """Sum of every numeric field over the markers of the whole folder."""
+        """Sum of every numeric field over the completed units of the whole folder."""
         totals: dict[str, float] = {}
-        for u in self.markers.completed():
-            try:
-                info = self.markers.info(u)
-            except (OSError, ValueError):
+        for rec in self.log.state().values():
+            if rec.get("state") != DONE:
                 continue
-            for k, v in info.items():
+            for k, v in rec.items():
                 if isinstance(v, (int, float)) and not isinstance(v, bool):
                     totals[k] = totals.get(k, 0) + v
         return totals
 
     def failed_units(self) -> list[dict[str, Any]]:
         """Every failed unit recorded in the folder: ``{"unit", "reason"}``."""
-        out = []
-        for u in self.failures.completed():
-            try:
-                out.append({"unit": u, **self.failures.info(u)})
-            except (OSError, ValueError):
-                out.append({"unit": u, "reason": "?"})
-        return out
+        return [{"unit": u, "reason": "?", **{k: v for k, v in r.items() if k != "state"}}
+                for u, r in sorted(self.log.state().items()) if r.get("state") == FAILED]
 
     # -- a run ------------------------------------------------------------------------------
 
@@ -380,13 +394,10 @@ class RunFolder:
             When any unit failed: one line with the count, the first reason
             and where the full list is.  The manifest says ``failed``.
         """
-        failed = {u: r for u, r in results.items() if isinstance(r, UnitFailure)}
-        for u, r in failed.items():
-            self.failures.mark(u, {"reason": r.reason, "when": _now()})
-        for u in results:
-            if u not in failed:
-                self.failures.discard(u)
-        self.markers.remove_stale_writes()
+        state = self.log.state()  # results not yet logged (a caller without execute_batches)
+        self.record({u: r for u, r in results.items() if isinstance(r, UnitFailure)
+                     and state.get(u, {}).get("state") != FAILED})
+        (self.out / ".markers").is_dir() and _remove_stale(self.out / ".markers")
         listing = self.out / "failed.json"
         all_failed = self.failed_units()
         if all_failed:
@@ -404,6 +415,12 @@ class RunFolder:
                 f"{first['reason']}); list in {listing}; the others are complete, rerun to retry "
                 f"only the failed {unit_name}{'s' if n > 1 else ''}")
         return self.manifest
+
+
+def _remove_stale(root: Path) -> None:
+    from mitoscale.io.atomic import MarkerSet
+
+    MarkerSet(root).remove_stale_writes()
 
 
 def _now(t: float | None = None) -> str:

@@ -466,8 +466,9 @@ def write_table(df: pd.DataFrame, path: str | Path, locations=None) -> None:
 
 
 def _parquet_files(path: Path) -> list[Path]:
-    if path.is_dir():
-        files = sorted(path.rglob("*.parquet"))
+    if path.is_dir():  # hidden files and folders (staged results, temporary files) are not part of it
+        files = sorted(f for f in path.rglob("*.parquet")
+                       if not any(p.startswith((".", "_")) for p in f.relative_to(path).parts))
     elif path.is_file():
         files = [path]
     else:
@@ -480,7 +481,10 @@ def _parquet_files(path: Path) -> list[Path]:
 def read_table(path: str | Path) -> pd.DataFrame:
     """Read one Parquet file or a directory of ``*.parquet`` parts, validated.
 
-    Parts are concatenated in sorted file-name order.
+    Parts are concatenated in sorted path order: the per-frame parts of older
+    run folders and the partitioned files (``image=.../plate_well=.../part-0.parquet``,
+    :mod:`mitoscale.io.partitions`) alike.  Names starting with ``.`` or
+    ``_`` are skipped.
     """
     path = Path(path)
     files = _parquet_files(path)

@@ -245,7 +245,9 @@ def _segment_units(cfg: PipelineConfig, run_dir: Path) -> tuple[int, int, str]:
     done = total = 0
     for job in segment_jobs(cfg, run_dir):
         out = run_dir / "segment" / job["name"]
-        done += len(MarkerSet(out / ".markers").completed())
+        from mitoscale.io.runfolder import RunFolder
+
+        done += len(RunFolder(out, "segment").markers.completed())
         man = out / "manifest.json"
         total += json.loads(man.read_text())["frames"] if man.is_file() else 0
     return done, total, "frames"
@@ -265,8 +267,7 @@ def _analyze_material(cfg: PipelineConfig, run_dir: Path) -> dict:
 
 
 def _analyze_run(ctx: Context) -> dict:
-    from mitoscale.analyse.run import (analyse_tables, format_summary, load_locations, load_tables,
-                                       write_outputs)
+    from mitoscale.analyse.run import analyse_paths, analyse_tables, format_summary, write_outputs
 
     acfg = _analyse_cfg(ctx.cfg)
     results = ctx.run_dir / "results"
@@ -275,12 +276,12 @@ def _analyze_run(ctx: Context) -> dict:
         if not job["conditions"]:
             continue
         parts = [ctx.run_dir / "segment" / job["name"] / "instances"]
-        df = load_tables(parts)
-        ds = analyse_tables(df, job["conditions"], acfg, attrs={"input": job["name"]},
-                            locations=load_locations(parts))  # frames without instances count as 0
+        # streamed (a screen's tables need not fit in memory); frames without instances count as 0
+        ds = analyse_paths(parts, job["conditions"], acfg, attrs={"input": job["name"]})
+        n_inst = int(ds.attrs["n_instances"])
         paths = write_outputs(ds, results / job["name"], suptitle=job["name"])
-        summary[job["name"]] = {"instances": int(len(df)), "files": len(paths)}
-        report += [f"## {job['name']}", "", f"input: `{job['path']}`  ", f"instances: {len(df)}", "",
+        summary[job["name"]] = {"instances": n_inst, "files": len(paths)}
+        report += [f"## {job['name']}", "", f"input: `{job['path']}`  ", f"instances: {n_inst}", "",
                    "segmented:", "", "```", format_summary(ds), "```", ""]
         if job.get("truth"):  # synthetic input: the same analysis of the simulator's ground truth
             from mitoscale.io.tables import read_table

@@ -1,10 +1,14 @@
-"""Distributed segmentation of whole inputs: one Dask graph over frames x tiles.
+"""Distributed segmentation of whole inputs: bounded, batched tasks over frames.
 
 :func:`run_segmentation` is the Python API behind ``mitoscale segment`` (and
-``mitoscale run``).  For every 2D frame (per image, well, field, t and z) it
-submits one *prepare* task (read, check, resample, threshold, prompts), one
-task per tile (encode + decode) and one *finish* task (stitch, map back,
-write).  The model is loaded once per worker by :class:`ModelPlugin`.
+``mitoscale run``).  Every 2D frame (per image, well, field, t and z) is a
+unit; frames of one well (or image) are grouped into tasks
+(:mod:`mitoscale.io.batches`): a task reads, checks, prepares, runs every
+tile, stitches and writes its frames.  At most a window of tasks (4 per
+worker thread) is in flight, so a whole screen never becomes one graph.  When
+there are too few frames to fill the workers (a few large images), each frame
+is split into one *prepare* task, one task per tile and one *finish* task
+instead.  The model is loaded once per worker by :class:`ModelPlugin`.
 
 Output directory ``OUT``::
 
@@ -12,13 +16,16 @@ Output directory ``OUT``::
       labels/mitochondria/       label image for a single-image input, or
       A/1/0/labels/mitochondria  one per plate field (mirrors the input), or
       <stem>/labels/mitochondria one per TIFF/PNG file
-      instances/<unit>.parquet   instance table part of each frame
-      .markers/<unit>.done       written last: the frame is complete
+      instances/image=<id>[/plate_well=<w>]/part-0.parquet
+                                 instance table: one file per well or image, a row group per frame
+      units.log                  completion log: a frame is logged once its rows and labels are written
       manifest.json              config, model checksum, versions, input, timing
 
-A frame's part file and label plane are written atomically (part) and
-idempotently (plane) before its marker, so a rerun skips finished frames and
-a killed worker's frame is simply recomputed: no duplicated rows.
+A frame's label plane is written idempotently and its rows atomically to a
+staged file before it is logged; a partition's staged files are merged into
+its one file when its frames are resolved (:mod:`mitoscale.io.partitions`).
+A rerun skips logged frames and a killed worker's task is simply
+recomputed: no duplicated rows.
 """
 
 from __future__ import annotations
@@ -36,16 +43,16 @@ import numpy as np
 
 import mitoscale
 from mitoscale.config import config_hash, dump_config
-from mitoscale.io.atomic import MarkerSet, check_writable
+from mitoscale.io.atomic import check_writable
+from mitoscale.io.batches import Batch, auto_frames_per_task, execute_batches, make_batches
 from mitoscale.io.images import (ImageSource, check_channel, check_pixel_sizes, iter_frames, open_image,
                                  require_pixel_size)
 from mitoscale.io.omezarr import (check_labels_target, copy_plate_layout, create_frame_image,
                                   create_label_image, label_axes, publish_labels, remove_label_images,
                                   staging_name, write_label_frame)
+from mitoscale.io.partitions import partition_of, stage_rows
 from mitoscale.io.runfolder import (RunFolder, UnitFailure, check_output_location, disk_errors,
-                                    gather_units, guard_unit, input_identity, read_pixels,
-                                    run_units_locally)
-from mitoscale.io.tables import write_table
+                                    guard_unit, input_identity, read_pixels)
 from mitoscale.segment.config import SegmentConfig
 from mitoscale.segment.frame import finish_frame, paint_labels, prepare_frame, run_tile
 from mitoscale.segment.runtime import ModelPlugin, check_model, get_model, resolve_config, tune_malloc
@@ -121,13 +128,21 @@ def _tile_task(prepared, tile_index: int, model_path, variant, cfg: SegmentConfi
     return run_tile(prep, tile_index, model, spec, cfg)
 
 
-def _finish_task(prepared, tile_results, job: FrameJob, out: str, cfg: SegmentConfig):
+def _finish_task(prepared, tile_results, job: FrameJob, out: str, cfg: SegmentConfig, partition: str,
+                 name: str) -> dict:
+    """The last task of a frame split into tiles: stitch, write, stage; ``{unit: info}``."""
     if isinstance(prepared, UnitFailure):
-        return prepared
-    return guard_unit(job.unit, _finish, prepared, tile_results, job, out, cfg)
+        return {job.unit: prepared}
+    res = guard_unit(job.unit, _finish, prepared, tile_results, job, out, cfg)
+    if isinstance(res, UnitFailure):
+        return {job.unit: res}
+    stats, df = res
+    with disk_errors(f"the results of {job.unit}"):
+        stage_rows(out, partition, name, [(job.keys, df)])
+    return {job.unit: stats}
 
 
-def _finish(prepared, tile_results, job: FrameJob, out: str, cfg: SegmentConfig) -> dict:
+def _finish(prepared, tile_results, job: FrameJob, out: str, cfg: SegmentConfig):
     t0 = time.perf_counter()
     prep, image = prepared
     cands, stats = [], {}
@@ -137,15 +152,47 @@ def _finish(prepared, tile_results, job: FrameJob, out: str, cfg: SegmentConfig)
             stats[k] = stats.get(k, 0) + v
     df = finish_frame(prep, cands, image, job.keys, cfg)
     out = Path(out)
-    write_table(df, out / "instances" / f"{job.unit}.parquet", locations=[job.keys])  # even with no rows
     write_label_frame(job.label_root or out, job.label_path, job.label_index,
                       paint_labels(df, prep.input_shape))
     if job.image_path is not None:  # the frame itself, so OUT is a valid image with its labels
         write_label_frame(out, job.image_path, job.label_index, np.asarray(image))
     stats.update(instances=len(df), tiles=len(prep.tiles), prepare_s=prep.prepare_s,
                  finish_s=time.perf_counter() - t0)
-    MarkerSet(out / ".markers").mark(job.unit, stats)
-    return stats
+    return stats, df
+
+
+def _segment_one(job: FrameJob, out: str, model_path, cfg: SegmentConfig):
+    """One frame in this task: read, check, prepare, every tile, finish."""
+    t0 = time.perf_counter()
+    image = read_pixels(job.data, job.where)
+    prepared = prepare_frame(image, job.pixel_size_um, cfg, where=job.where), image  # checks the frame
+    model, spec, _ = get_model(model_path, cfg.model.variant, cfg.model.device)
+    tiles = [run_tile(prepared[0], i, model, spec, cfg) for i in range(len(prepared[0].tiles))]
+    stats, df = _finish(prepared, tiles, job, out, cfg)
+    stats["task_s"] = time.perf_counter() - t0
+    return stats, df
+
+
+def _segment_batch(batch: Batch, out: str, model_path, cfg: SegmentConfig) -> dict:
+    """One task: every frame of a batch (one partition), staged together; ``{unit: info or UnitFailure}``."""
+    tune_malloc()
+    results, frames = {}, []
+    for job in batch.jobs:
+        res = guard_unit(job.unit, _segment_one, job, out, model_path, cfg)
+        if isinstance(res, UnitFailure):
+            results[job.unit] = res
+        else:
+            results[job.unit] = res[0]
+            frames.append((job.keys, res[1]))
+    if frames:
+        t0 = time.perf_counter()
+        with disk_errors(f"the results of {batch.units[0]}"):
+            stage_rows(out, batch.partition, batch.name, frames)
+        share = (time.perf_counter() - t0) / len(frames)  # the write, shared by the batch's frames
+        for u, r in results.items():
+            if isinstance(r, dict):
+                r["stage_s"] = share
+    return results
 
 
 def _jobs(sources: list[ImageSource], cfg: SegmentConfig, label_root: Path, ngff: str | None,
@@ -182,7 +229,8 @@ def _versions() -> dict:
 
 def run_segmentation(input: str | Path, out: str | Path, model: str | Path | None = None,
                      cfg: SegmentConfig | None = None, client=None, overwrite: bool = False,
-                     progress: bool = True, labels_into_input: bool = False) -> dict:
+                     progress: bool = True, labels_into_input: bool = False, window: int | None = None,
+                     frames_per_task: int | None = None) -> dict:
     """Segment every frame of an input into ``out`` (instance table, labels, manifest).
 
     Parameters
@@ -204,6 +252,11 @@ def run_segmentation(input: str | Path, out: str | Path, model: str | Path | Non
         Write the label images into the input store's ``labels/`` (you must
         own it) instead of into ``out``; they appear there, listed, only when
         every frame is done.
+    window : int, optional
+        Tasks in flight at once (default: 4 per worker thread).
+    frames_per_task : int, optional
+        Frames per task (default :func:`~mitoscale.io.batches.auto_frames_per_task`).
+        Neither changes the results, so neither is part of the run's identity.
 
     Returns
     -------
@@ -247,11 +300,9 @@ def run_segmentation(input: str | Path, out: str | Path, model: str | Path | Non
         "labels": str((label_root / (jobs[0].label_path if jobs else "")).resolve()) if jobs else None,
     }
     with folder.running([j.unit for j in jobs], **fields):
-        t_work = time.time()
-        if client is None:
-            results = _run_local(pending_jobs, str(out), model_path, cfg, progress)
-        else:
-            results = _run_dask(client, pending_jobs, str(out), model_path, cfg, progress)
+        t_work, exec_stats = time.time(), {}
+        results = _execute(folder, client, pending_jobs, str(out), model_path, cfg, progress,
+                           window, frames_per_task, exec_stats)
         totals = folder.totals()  # every frame of the folder, not only this invocation's
         n_inst = totals.get("instances", 0)
         extra = dict(
@@ -263,6 +314,7 @@ def run_segmentation(input: str | Path, out: str | Path, model: str | Path | Non
             decoder_prompts_per_instance=(totals.get("decoded", 0) / n_inst) if n_inst else None,
             instances="instances/",
             workers=(len(client.scheduler_info().get("workers", {})) if client is not None else 0),
+            execution=exec_stats,
             host=platform.node(), cpu_count=os.cpu_count(),
         )
         failed = any(isinstance(r, UnitFailure) for r in results.values()) or folder.failures.completed()
@@ -282,26 +334,33 @@ def _sum_results(results: dict) -> dict[str, float]:
     return totals
 
 
-def _run_local(jobs: list[FrameJob], out: str, model_path, cfg: SegmentConfig, progress: bool) -> dict:
-    def work(job):
-        prepared = _prepare_task(job, cfg)
-        tiles = [_tile_task(prepared, i, model_path, cfg.model.variant, cfg) for i in range(job.n_tiles)]
-        return _finish_task(prepared, tiles, job, out, cfg)
-
-    return run_units_locally({j.unit: (lambda j=j: work(j)) for j in jobs}, "segment", "frame", progress)
-
-
-def _run_dask(client, jobs: list[FrameJob], out: str, model_path, cfg: SegmentConfig,
-              progress: bool) -> dict:
+def _execute(folder: RunFolder, client, jobs: list[FrameJob], out: str, model_path, cfg: SegmentConfig,
+             progress: bool, window: int | None, frames_per_task: int | None, stats: dict) -> dict:
     mp = str(model_path) if model_path is not None else None
+    threads = 1
+    if client is not None:
+        plugin = ModelPlugin(mp, cfg.model.variant, cfg.model.device)
+        client.register_plugin(plugin, name=f"mitoscale-model-{hashlib.sha1(repr((mp, cfg.model.variant)).encode()).hexdigest()[:10]}")
+        threads = max(1, sum(client.nthreads().values()))
+    pixels = max((int(np.prod(j.data.shape)) for j in jobs), default=1)
+    # a few frames of many tiles (large images): a task per tile keeps every worker busy
+    split = client is not None and len(jobs) < 2 * threads and any(j.n_tiles > 1 for j in jobs)
+    fpt = 1 if split else (frames_per_task or auto_frames_per_task(pixels, len(jobs), threads))
+    batches = make_batches([(j.unit, partition_of(j.keys), j) for j in jobs], fpt)
+    stats.update(frames_per_task=fpt, tile_tasks=split)
     run = hashlib.sha1(repr((out, config_hash(cfg), mp)).encode()).hexdigest()[:8]
-    plugin = ModelPlugin(mp, cfg.model.variant, cfg.model.device)
-    client.register_plugin(plugin, name=f"mitoscale-model-{hashlib.sha1(repr((mp, cfg.model.variant)).encode()).hexdigest()[:10]}")
-    finals = {}
-    for job in jobs:
+
+    def submit(client, b: Batch):
+        if not split:
+            return client.submit(_segment_batch, b, out, mp, cfg, key=f"segment-frames-{run}-{b.name}",
+                                 retries=3)
+        job = b.jobs[0]
         prep = client.submit(_prepare_task, job, cfg, key=f"prepare-{run}-{job.unit}", retries=3)
         tiles = [client.submit(_tile_task, prep, i, mp, cfg.model.variant, cfg,
                                key=f"tile-{run}-{job.unit}-{i}", retries=3) for i in range(job.n_tiles)]
-        finals[job.unit] = client.submit(_finish_task, prep, tiles, job, out, cfg,
-                                         key=f"finish-{run}-{job.unit}", retries=3)
-    return gather_units(client, finals, desc="segment", unit="frame", progress=progress)
+        return client.submit(_finish_task, prep, tiles, job, out, cfg, b.partition, b.name,
+                             key=f"segment-frames-{run}-{b.name}", retries=3)
+
+    return execute_batches(folder, batches, client=client, submit=submit,
+                           run_local=lambda b: _segment_batch(b, out, model_path, cfg),
+                           window=window, progress=progress, desc="segment", unit="frame", stats=stats)

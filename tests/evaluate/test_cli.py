@@ -10,6 +10,7 @@ import tifffile
 from mitoscale.cli import main
 from mitoscale.evaluate.baselines.run import run_baseline
 from mitoscale.io.tables import instances_to_table, read_table, write_table
+from tests.conftest import done_units, forget_units
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +58,7 @@ def test_baseline_resumes_and_refuses_other_settings(sim_folder, tmp_path, local
     out = tmp_path / "o"
     first = run_baseline("classical", sim_folder / "images", out, pixel_size_um=0.08, client=local_client)
     assert first["n_frames"] == 3 and first["n_done_before"] == 0
-    (out / "instances" / "img1_____f0__t0__z0.parquet").unlink()
-    (out / ".markers" / "img1_____f0__t0__z0.done").unlink()
+    forget_units(out, "img1_____f0__t0__z0")
     again = run_baseline("classical", sim_folder / "images", out, pixel_size_um=0.08, client=local_client)
     assert again["n_done_before"] == 2 and again["n_frames"] == 3
     assert set(read_table(out)["image_id"]) == {"img0", "img1", "img2"}

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from mitoscale.io.omezarr import write_ome_zarr_image
+from tests.conftest import done_units, forget_units
 
 NOISE = ("Traceback", "CommClosedError", "KeyboardInterrupt", "still alive", "CancelledError",
          "Task exception")
@@ -41,9 +42,8 @@ def _start(args):
 
 
 def _signal_group(proc, sig, out):
-    markers = out / ".markers"
     try:
-        _wait(lambda: markers.is_dir() and len(list(markers.glob("*.done"))) >= 1, 180, proc)
+        _wait(lambda: len(done_units(out)) >= 1, 180, proc)
         os.killpg(proc.pid, sig)
         output, _ = proc.communicate(timeout=90)
     finally:
@@ -85,7 +85,7 @@ def test_segment_signal_to_the_process_group(tmp_path, micro_model, movie, sig, 
     assert not any(n in output for n in NOISE), output
     man = json.loads((out / "manifest.json").read_text())
     assert man["status"] == "interrupted"
-    done = len(list((out / ".markers").glob("*.done")))
+    done = len(done_units(out))
     assert 1 <= done < 12
     if sig == signal.SIGINT:
         return  # resuming is the same after either signal: checked once, after SIGTERM

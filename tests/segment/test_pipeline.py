@@ -17,6 +17,7 @@ from mitoscale.cli import main
 from mitoscale.io.omezarr import write_ome_zarr_image
 from mitoscale.io.tables import read_table, table_to_masks
 from mitoscale.segment.pipeline import run_segmentation
+from tests.conftest import done_units, forget_units
 
 from .conftest import plumbing_config
 
@@ -119,8 +120,7 @@ def _cli(*args) -> int:
 
 
 def _no_markers(out: Path) -> bool:
-    d = out / ".markers"
-    return not d.exists() or not any(d.iterdir())
+    return not done_units(out)
 
 
 @pytest.mark.parametrize("case", ["pixel_size", "axes", "constant", "nan", "corrupt", "inside",
@@ -160,8 +160,8 @@ def test_bad_input_one_clear_error(tmp_path, micro_model, capsys, case):
     if case in ("constant", "nan", "corrupt"):  # a per-frame failure: the other frame went on
         assert "1 of 2 frames failed" in err[0]
         failed = json.loads((out / "failed.json").read_text())
-        assert len(failed) == 1 and not (out / ".markers" / f"{failed[0]['unit']}.done").exists()
-        assert len(list((out / ".markers").glob("*.done"))) == 1
+        assert len(failed) == 1 and failed[0]["unit"] not in done_units(out)
+        assert len(done_units(out)) == 1
     else:
         assert _no_markers(out)
 
@@ -195,7 +195,7 @@ def test_killed_worker_costs_only_a_retry(tmp_path, simulated_frames, micro_mode
         th, box = _run_in_thread(lambda: run_segmentation(path, out, model=micro_model, cfg=cfg,
                                                           client=client, progress=False))
         deadline = time.time() + 120
-        while time.time() < deadline and not (out / ".markers").exists():
+        while time.time() < deadline and not done_units(out):
             time.sleep(0.05)
         # kill one worker process while frames are in flight
         pids = client.run(os.getpid)
@@ -245,4 +245,4 @@ def test_worker_failure_on_a_local_cluster_is_one_line(tmp_path, micro_model, ca
     assert "cannot read pixels" in errors[0] and "(t=0, z=0)" in errors[0], err  # names file and frame
     assert "Compute Failed" not in err and "Traceback" not in err, err
     assert " INFO distributed" not in err, err
-    assert not (tmp_path / "out" / ".markers" / "in_____f0__t0__z0.done").exists()
+    assert "in_____f0__t0__z0" not in done_units(tmp_path / "out")

@@ -14,6 +14,7 @@ import pytest
 from mitoscale.cli import main
 from mitoscale.io.omezarr import write_ome_zarr_image
 from mitoscale.io.tables import read_locations, read_table
+from tests.conftest import done_units, forget_units
 
 FAST = ["--set", "postprocess.min_score=0", "--set", "prompts.spacing=16", "--set", "decode.window=8",
         "--set", "prompts.max_prompts=6"]
@@ -84,8 +85,8 @@ def test_blank_frame_fails_alone_is_listed_and_only_it_is_retried(tmp_path, micr
     err = _err_lines(capsys)
     assert len(err) == 1, err
     assert "1 of 3 frames failed" in err[0] and "constant" in err[0] and "failed.json" in err[0]
-    done = sorted(p.name for p in (out / ".markers").glob("*.done"))
-    assert done == ["m_____f0__t0__z0.done", "m_____f0__t2__z0.done"]  # the others went on
+    done = done_units(out)
+    assert done == ["m_____f0__t0__z0", "m_____f0__t2__z0"]  # the others went on
     failed = json.loads((out / "failed.json").read_text())
     assert [f["unit"] for f in failed] == ["m_____f0__t1__z0"]
     man = json.loads((out / "manifest.json").read_text())
@@ -106,9 +107,8 @@ def test_manifest_counts_the_whole_folder_after_a_resume(tmp_path, micro_model):
     inp = write_ome_zarr_image(tmp_path / "m.ome.zarr", _frames(3), "tyx", 0.08)
     out = tmp_path / "out"
     assert _segment(inp, out, micro_model) == 0
-    # as after a kill: one frame's marker and part are gone
-    (out / ".markers" / "m_____f0__t1__z0.done").unlink()
-    (out / "instances" / "m_____f0__t1__z0.parquet").unlink()
+    # as after a kill before one frame was logged: it is redone, and its rows are not duplicated
+    forget_units(out, "m_____f0__t1__z0")
     assert _segment(inp, out, micro_model) == 0
     man = json.loads((out / "manifest.json").read_text())
     assert man["frames_skipped"] == 2
@@ -128,7 +128,7 @@ def test_baseline_applies_the_same_frame_check(tmp_path, capsys, case):
     err = [ln for ln in _err_lines(capsys) if "error" in ln]
     assert len(err) == 1 and "1 of 2 frames failed" in err[0]
     assert ("NaN" if case == "nan" else "constant") in err[0]
-    assert sorted(p.name for p in (out / ".markers").glob("*.done")) == ["m_____f0__t0__z0.done"]
+    assert done_units(out) == ["m_____f0__t0__z0"]
     # analyze sees only the good frame: the bad one is not an image "without mitochondria"
     assert set(read_locations(out / "instances")["t"]) == {0}
 
@@ -268,11 +268,13 @@ def test_a_disk_that_becomes_unwritable_mid_run_is_one_line(tmp_path, micro_mode
         assert "Traceback" not in stderr
         manifest = json.loads((out / "manifest.json").read_text())
         assert manifest["status"] != "complete"
+        logged = done_units(out)  # what was logged before the remount stays valid
         assert main(["segment", str(inp), "--model", str(micro_model), "--out", str(out),
                      "--in-process", *FAST]) == 0
         full = read_table(out / "instances")
         assert not full.duplicated(["t", "instance_id"]).any()
         assert sorted(full["t"].unique()) == list(range(16))
         assert json.loads((out / "manifest.json").read_text())["status"] == "complete"
+        assert set(logged) <= set(done_units(out))
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=False)

@@ -7,27 +7,31 @@ an output inside the input, the one frame check, per-frame failures)::
 
     OUT/
       manifest.json             method, its config, the input identity, status, counts
-      instances/<frame>.parquet one instance table per 2D frame (its location recorded even when empty)
-      .markers/<frame>.done     written last; reruns skip finished frames
-      .failed/<frame>.json      frames that failed (retried by a rerun); failed.json lists them
+      instances/image=<id>[/plate_well=<w>]/part-0.parquet
+                                one file per well or image, a row group per 2D frame (each frame's
+                                location recorded even when empty)
+      units.log                 completion log (done or failed, with the reason); reruns skip
+                                finished frames and retry failed ones; failed.json lists them
 
-Frames are independent Dask tasks, so a run scales from a laptop to a
-cluster and resumes after an interruption.
+Frames run in batched tasks with a bounded window (:mod:`mitoscale.io.batches`,
+the executor ``mitoscale segment`` uses), so a run scales from a laptop to a
+whole screen on a cluster and resumes after an interruption.
 """
 
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mitoscale.config import StrictModel, config_hash, dump_config
 from mitoscale.errors import InputError
-from mitoscale.io.atomic import MarkerSet, check_writable
-from mitoscale.io.runfolder import (RunFolder, check_frame, check_output_location, gather_units,
-                                    guard_unit, input_identity, read_pixels, run_units_locally)
+from mitoscale.io.atomic import check_writable
+from mitoscale.io.batches import Batch, auto_frames_per_task, execute_batches, make_batches
+from mitoscale.io.partitions import partition_of, stage_rows
+from mitoscale.io.runfolder import (RunFolder, UnitFailure, check_frame, check_output_location,
+                                    disk_errors, guard_unit, input_identity, read_pixels)
 
 __all__ = ["run_baseline", "plan_baseline", "execute_plan", "BaselinePlan", "segment_frame_with",
            "load_baseline_config"]
@@ -52,26 +56,40 @@ def segment_frame_with(name: str, image, pixel_size_um: float, cfg: StrictModel 
     return BASELINES[name][1](image, pixel_size_um, cfg)
 
 
-def _process_frame(name: str, cfg: StrictModel, data: Any, keys: dict, pixel_size_um: float,
-                   part: str, markers_root: str, unit: str, where: str = "") -> dict:
-    return guard_unit(unit, _segment_and_write, name, cfg, data, keys, pixel_size_um, part,
-                      markers_root, unit, where or unit)
-
-
-def _segment_and_write(name, cfg, data, keys, pixel_size_um, part, markers_root, unit, where) -> dict:
+def _segment_one(name, cfg, data, keys, pixel_size_um, where):
     from mitoscale.evaluate.baselines.common import labels_to_table
-    from mitoscale.io.tables import write_table
 
+    t_task = time.perf_counter()
     image = read_pixels(data, where)
-    check_frame(image, where)  # the same check as `mitoscale segment`
+    check_frame(image, where)  # the same check as `mitoscale segment`, inside the frame's task
     t0 = time.perf_counter()
     labels = segment_frame_with(name, image, pixel_size_um, cfg)
     seconds = time.perf_counter() - t0
     table = labels_to_table(labels, image=image, pixel_size_um=pixel_size_um, **keys)
-    write_table(table, part, locations=[keys])  # records the frame even when it has no instance
-    info = dict(n_instances=int(len(table)), seconds=seconds, shape=list(image.shape))
-    MarkerSet(markers_root).mark(unit, info)
-    return info
+    info = dict(n_instances=int(len(table)), seconds=seconds, shape=list(image.shape),
+                task_s=time.perf_counter() - t_task)
+    return info, table
+
+
+def _baseline_batch(name: str, cfg: StrictModel, batch: Batch, out: str) -> dict:
+    """One task: every frame of a batch, staged together; ``{unit: info or UnitFailure}``."""
+    results, frames = {}, []
+    for data, keys, pixel_size_um, unit, where in batch.jobs:
+        res = guard_unit(unit, _segment_one, name, cfg, data, keys, pixel_size_um, where or unit)
+        if isinstance(res, UnitFailure):
+            results[unit] = res
+        else:
+            results[unit] = res[0]
+            frames.append((keys, res[1]))  # a frame without instances is recorded as processed
+    if frames:
+        t0 = time.perf_counter()
+        with disk_errors(f"the results of {batch.units[0]}"):
+            stage_rows(out, batch.partition, batch.name, frames)
+        share = (time.perf_counter() - t0) / len(frames)  # the write, shared by the batch's frames
+        for u, r in results.items():
+            if isinstance(r, dict):
+                r["stage_s"] = share
+    return results
 
 
 @dataclass
@@ -121,7 +139,7 @@ def plan_baseline(
                 "z_mode": z_mode, "pixel_size_um": pixel_size_um,
                 "input": input_identity(input_path, sources)}
     folder.claim(identity, overwrite)
-    markers = folder.markers
+    state = folder.log.state()  # read once: a screen has hundreds of thousands of frames
     plan = BaselinePlan(name=name, cfg=cfg, out=out, folder=folder,
                         manifest=dict(method=name, config=dump_config(cfg), input=identity["input"],
                                       channel=channel, z_mode=z_mode, pixel_size_um=pixel_size_um))
@@ -129,17 +147,20 @@ def plan_baseline(
         for frame in iter_frames(src, channel=channel, z_mode=z_mode):
             plan.n_frames += 1
             plan.units.append(frame.unit)
-            if markers.done(frame.unit):
+            if state.get(frame.unit, {}).get("state") == "done":
                 plan.n_done_before += 1
                 continue
             where = f"{src.path} (t={frame.t}, z={frame.z})"
-            plan.jobs.append((frame.data, frame.keys, float(src.pixel_size_um),
-                              str(folder.part_path(frame.unit)), str(markers.root), frame.unit, where))
+            plan.jobs.append((frame.data, frame.keys, float(src.pixel_size_um), frame.unit, where))
     return plan
 
 
-def execute_plan(plan: BaselinePlan, client: Any = None, progress: bool = True) -> dict:
-    """Segment the planned frames, as Dask tasks when ``client`` is given.
+def execute_plan(plan: BaselinePlan, client: Any = None, progress: bool = True, window: int | None = None,
+                 frames_per_task: int | None = None) -> dict:
+    """Segment the planned frames, as batched Dask tasks when ``client`` is given.
+
+    ``window`` (tasks in flight) and ``frames_per_task`` as in
+    :func:`mitoscale.io.batches.execute_batches`; both have automatic defaults.
 
     Raises
     ------
@@ -147,23 +168,28 @@ def execute_plan(plan: BaselinePlan, client: Any = None, progress: bool = True) 
         Some frames failed (their reasons in ``OUT/failed.json``); the others are complete.
     """
     desc = f"baseline {plan.name}"
+    out = str(plan.out)
     with plan.folder.running(plan.units, **plan.manifest):
-        if client is None:
-            results = run_units_locally(
-                {job[5]: (lambda job=job: _process_frame(plan.name, plan.cfg, *job)) for job in plan.jobs},
-                desc, "frame", progress)
-        else:
-            futures = {job[5]: client.submit(_process_frame, plan.name, plan.cfg, *job, pure=False,
-                                             key=f"baseline-{plan.name}-{job[5]}-{uuid.uuid4().hex[:8]}")
-                       for job in plan.jobs}
-            results = gather_units(client, futures, desc, "frame", progress)
+        threads = max(1, sum(client.nthreads().values())) if client is not None else 1
+        import numpy as np
+
+        pixels = max((int(np.prod(j[0].shape[-2:])) for j in plan.jobs), default=1)
+        fpt = frames_per_task or auto_frames_per_task(pixels, len(plan.jobs), threads)
+        batches = make_batches([(j[3], partition_of(j[1]), j) for j in plan.jobs], fpt)
+        stats: dict = {}
+        results = execute_batches(
+            plan.folder, batches, client=client, window=window, progress=progress, desc=desc, stats=stats,
+            submit=lambda c, b: c.submit(_baseline_batch, plan.name, plan.cfg, b, out, retries=3,
+                                         key=f"baseline-{plan.name}-frames-{b.name}-{time.time_ns()}"),
+            run_local=lambda b: _baseline_batch(plan.name, plan.cfg, b, out))
         new = [r for r in results.values() if isinstance(r, dict)]
         totals = plan.folder.totals()
-        plan.folder.finish(results, unit_name="frame")
+        plan.folder.finish(results, unit_name="frame", execution=dict(stats, frames_per_task=fpt))
     return dict(out=str(plan.out), n_frames=plan.n_frames, n_done_before=plan.n_done_before,
                 n_instances=sum(r["n_instances"] for r in new),
                 n_instances_total=int(totals.get("n_instances", 0)),
-                seconds=sum(r["seconds"] for r in new))
+                seconds=sum(r["seconds"] for r in new), task_s=sum(r.get("task_s", 0) for r in new),
+                execution=dict(stats, frames_per_task=fpt))
 
 
 def run_baseline(
@@ -177,6 +203,8 @@ def run_baseline(
     z_mode: str = "max",
     client: Any = None,
     overwrite: bool = False,
+    window: int | None = None,
+    frames_per_task: int | None = None,
 ) -> dict:
     """Segment every 2D frame of ``input_path`` with baseline ``name``.
 
@@ -207,4 +235,4 @@ def run_baseline(
     """
     plan = plan_baseline(name, input_path, out, cfg=cfg, pixel_size_um=pixel_size_um,
                          channel=channel, z_mode=z_mode, overwrite=overwrite)
-    return execute_plan(plan, client)
+    return execute_plan(plan, client, window=window, frames_per_task=frames_per_task)
