@@ -38,10 +38,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mitoscale.errors import OutputError
-from mitoscale.io.partitions import compact_partition, staged_partitions
-from mitoscale.io.runfolder import RunFolder, UnitFailure, _as_result
+from mitoscale.io.partitions import compact_partition, stage_rows, staged_partitions
+from mitoscale.io.runfolder import RunFolder, UnitFailure, _as_result, disk_errors, guard_unit
 
-__all__ = ["Batch", "make_batches", "auto_frames_per_task", "execute_batches", "WINDOW_PER_THREAD"]
+__all__ = ["Batch", "make_batches", "auto_frames_per_task", "run_batch", "execute_batches", "WINDOW_PER_THREAD"]
 
 #: tasks in flight per worker thread
 WINDOW_PER_THREAD = 4
@@ -117,6 +117,33 @@ def _threads(client: Any) -> int:
         return max(1, sum(client.nthreads().values()))
     except Exception:  # noqa: BLE001 - no workers yet (a batch job still queued)
         return 1
+
+
+def run_batch(batch: Batch, out: str, calls) -> dict:
+    """The body of one batch task: run each frame, stage the good frames' rows together.
+
+    ``calls`` yields ``(unit, keys, fn, args)``; ``fn(*args)`` returns ``(info, table)``
+    and runs under :func:`~mitoscale.io.runfolder.guard_unit` (a user-facing error fails
+    that frame alone).  Returns ``{unit: info or UnitFailure}``; each info gains
+    ``stage_s``, its share of the one staging write.
+    """
+    results, frames = {}, []
+    for unit, keys, fn, args in calls:
+        res = guard_unit(unit, fn, *args)
+        if isinstance(res, UnitFailure):
+            results[unit] = res
+        else:
+            results[unit] = res[0]
+            frames.append((keys, res[1]))  # a frame without instances is recorded as processed
+    if frames:
+        t0 = time.perf_counter()
+        with disk_errors(f"the results of {batch.units[0]}"):
+            stage_rows(out, batch.partition, batch.name, frames)
+        share = (time.perf_counter() - t0) / len(frames)  # the write, shared by the batch's frames
+        for r in results.values():
+            if isinstance(r, dict):
+                r["stage_s"] = share
+    return results
 
 
 def execute_batches(folder: RunFolder, batches: list[Batch], *, client: Any = None,

@@ -44,7 +44,7 @@ import numpy as np
 import mitoscale
 from mitoscale.config import config_hash, dump_config
 from mitoscale.io.atomic import check_writable
-from mitoscale.io.batches import Batch, auto_frames_per_task, execute_batches, make_batches
+from mitoscale.io.batches import Batch, auto_frames_per_task, execute_batches, make_batches, run_batch
 from mitoscale.io.images import (ImageSource, check_channel, check_pixel_sizes, iter_frames, open_image,
                                  require_pixel_size)
 from mitoscale.io.omezarr import (check_labels_target, copy_plate_layout, create_frame_image,
@@ -176,23 +176,8 @@ def _segment_one(job: FrameJob, out: str, model_path, cfg: SegmentConfig):
 def _segment_batch(batch: Batch, out: str, model_path, cfg: SegmentConfig) -> dict:
     """One task: every frame of a batch (one partition), staged together; ``{unit: info or UnitFailure}``."""
     tune_malloc()
-    results, frames = {}, []
-    for job in batch.jobs:
-        res = guard_unit(job.unit, _segment_one, job, out, model_path, cfg)
-        if isinstance(res, UnitFailure):
-            results[job.unit] = res
-        else:
-            results[job.unit] = res[0]
-            frames.append((job.keys, res[1]))
-    if frames:
-        t0 = time.perf_counter()
-        with disk_errors(f"the results of {batch.units[0]}"):
-            stage_rows(out, batch.partition, batch.name, frames)
-        share = (time.perf_counter() - t0) / len(frames)  # the write, shared by the batch's frames
-        for u, r in results.items():
-            if isinstance(r, dict):
-                r["stage_s"] = share
-    return results
+    return run_batch(batch, out, ((job.unit, job.keys, _segment_one, (job, out, model_path, cfg))
+                                  for job in batch.jobs))
 
 
 def _jobs(sources: list[ImageSource], cfg: SegmentConfig, label_root: Path, ngff: str | None,

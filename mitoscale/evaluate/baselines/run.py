@@ -28,10 +28,9 @@ from typing import Any
 from mitoscale.config import StrictModel, config_hash, dump_config
 from mitoscale.errors import InputError
 from mitoscale.io.atomic import check_writable
-from mitoscale.io.batches import Batch, auto_frames_per_task, execute_batches, make_batches
-from mitoscale.io.partitions import partition_of, stage_rows
-from mitoscale.io.runfolder import (RunFolder, UnitFailure, check_frame, check_output_location,
-                                    disk_errors, guard_unit, input_identity, read_pixels)
+from mitoscale.io.batches import Batch, auto_frames_per_task, execute_batches, make_batches, run_batch
+from mitoscale.io.partitions import partition_of
+from mitoscale.io.runfolder import RunFolder, check_frame, check_output_location, input_identity, read_pixels
 
 __all__ = ["run_baseline", "plan_baseline", "execute_plan", "BaselinePlan", "segment_frame_with",
            "load_baseline_config"]
@@ -73,23 +72,8 @@ def _segment_one(name, cfg, data, keys, pixel_size_um, where):
 
 def _baseline_batch(name: str, cfg: StrictModel, batch: Batch, out: str) -> dict:
     """One task: every frame of a batch, staged together; ``{unit: info or UnitFailure}``."""
-    results, frames = {}, []
-    for data, keys, pixel_size_um, unit, where in batch.jobs:
-        res = guard_unit(unit, _segment_one, name, cfg, data, keys, pixel_size_um, where or unit)
-        if isinstance(res, UnitFailure):
-            results[unit] = res
-        else:
-            results[unit] = res[0]
-            frames.append((keys, res[1]))  # a frame without instances is recorded as processed
-    if frames:
-        t0 = time.perf_counter()
-        with disk_errors(f"the results of {batch.units[0]}"):
-            stage_rows(out, batch.partition, batch.name, frames)
-        share = (time.perf_counter() - t0) / len(frames)  # the write, shared by the batch's frames
-        for u, r in results.items():
-            if isinstance(r, dict):
-                r["stage_s"] = share
-    return results
+    return run_batch(batch, out, ((unit, keys, _segment_one, (name, cfg, data, keys, pixel_size_um, where or unit))
+                                  for data, keys, pixel_size_um, unit, where in batch.jobs))
 
 
 @dataclass
