@@ -34,7 +34,9 @@ class ModelSection(StrictModel):
 class DataSection(StrictModel):
     """The corpus, the split and the prompts."""
 
-    corpus: str = "corpus.zarr"
+    #: the corpus, or a list of corpora read as one in that order (a mixture: images are drawn
+    #: in proportion to each corpus's size; validation comes from the last one's tail)
+    corpus: str | list[str] = "corpus.zarr"
     #: precomputed embeddings from ``mitoscale train embed``; needs a frozen image encoder
     embedding_cache: str | None = None
     #: fraction of the corpus (its last images) held out for validation
@@ -105,6 +107,8 @@ class TrainConfig(StrictModel):
                 raise ValueError(f"freeze entry {name!r} must start with one of {list(FREEZABLE)}")
         if self.consistency_weight > 0 and self.data.embedding_cache:
             raise ValueError("consistency_weight needs images: it cannot be used with data.embedding_cache")
+        if self.data.embedding_cache and isinstance(self.data.corpus, list):
+            raise ValueError("data.embedding_cache needs a single data.corpus, not a list")
         if self.data.embedding_cache and "image_encoder" not in self.model.freeze:
             raise ValueError("data.embedding_cache needs model.freeze to contain image_encoder")
         return self

@@ -14,7 +14,7 @@ import numpy as np
 
 from mitoscale.errors import InputError
 
-__all__ = ["Corpus", "open_corpus", "split_indices", "instance_masks"]
+__all__ = ["Corpus", "open_corpus", "open_corpora", "split_indices", "instance_masks"]
 
 
 @dataclass
@@ -82,6 +82,80 @@ def open_corpus(path: str | Path) -> Corpus:
         raise InputError(f"{path}: corpus holds no images")
     attrs = dict(root.attrs.get("mitoscale", {}) or {})
     return Corpus(path=path, images=images, labels=labels, attrs=attrs)
+
+
+class _Stacked:
+    """Several corpora's arrays read as one along the image axis (read-only, lazy).
+
+    Supports what the training code uses: ``shape``, ``chunks``, ``ndim``, an
+    integer index and a step-1 slice on the first axis.  Label arrays with fewer
+    layers than the widest part are padded with empty (zero) layers.
+    """
+
+    def __init__(self, arrays: list):
+        self.arrays = arrays
+        self.starts = np.cumsum([0] + [int(a.shape[0]) for a in arrays])
+        tail = tuple(max(int(a.shape[i]) for a in arrays) for i in range(1, arrays[0].ndim))
+        self.shape = (int(self.starts[-1]),) + tail
+        self.chunks = arrays[0].chunks
+        self.ndim = arrays[0].ndim
+        self.dtype = np.result_type(*[a.dtype for a in arrays])
+
+    def _pad(self, block: np.ndarray, lead: int) -> np.ndarray:
+        widths = [(0, 0)] * lead + [(0, t - s) for s, t in zip(block.shape[lead:], self.shape[1:])]
+        return np.pad(block, widths) if any(w[1] for w in widths) else block
+
+    def __getitem__(self, key):
+        if isinstance(key, (int, np.integer)):
+            i = int(key)
+            if not -self.shape[0] <= i < self.shape[0]:
+                raise IndexError(f"index {i} out of range for {self.shape[0]} images")
+            i %= self.shape[0]
+            part = int(np.searchsorted(self.starts, i, side="right")) - 1
+            return self._pad(np.asarray(self.arrays[part][i - self.starts[part]]), 0).astype(self.dtype)
+        if isinstance(key, slice) and key.step in (None, 1):
+            lo, hi, _ = key.indices(self.shape[0])
+            blocks = []
+            for part, a in enumerate(self.arrays):
+                a_lo, a_hi = max(lo, self.starts[part]), min(hi, self.starts[part + 1])
+                if a_lo < a_hi:
+                    block = np.asarray(a[a_lo - self.starts[part]:a_hi - self.starts[part]])
+                    blocks.append(self._pad(block, 1).astype(self.dtype))
+            if not blocks:
+                return np.zeros((0,) + self.shape[1:], dtype=self.dtype)
+            return np.concatenate(blocks)
+        raise TypeError(f"stacked corpus arrays take an int or a step-1 slice, not {key!r}")
+
+
+def open_corpora(paths: str | Path | list) -> Corpus:
+    """One corpus, or several read as one in the given order (a training mixture).
+
+    The parts must share image shape and pixel size.  Images are numbered part
+    after part, so the validation split (the *last* images, see
+    :func:`split_indices`) comes from the last part, and the sampler draws
+    images in proportion to each part's size.
+    """
+    if isinstance(paths, (str, Path)):
+        return open_corpus(paths)
+    parts = [open_corpus(p) for p in paths]
+    if not parts:
+        raise InputError("data.corpus is an empty list")
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+    for c in parts[1:]:
+        if c.image_shape != first.image_shape:
+            raise InputError(f"{c.path}: images of {c.image_shape} px cannot be mixed with "
+                             f"{first.path}'s {first.image_shape} px")
+        if abs(c.pixel_size_um - first.pixel_size_um) > 1e-9:
+            raise InputError(f"{c.path}: pixel size {c.pixel_size_um} um differs from "
+                             f"{first.path}'s {first.pixel_size_um} um")
+    attrs = dict(parts[-1].attrs)
+    attrs["n_images"] = sum(c.n_images for c in parts)
+    attrs["parts"] = [{"path": str(c.path), "n_images": c.n_images, "seed": c.attrs.get("seed"),
+                       "config_hash": c.attrs.get("config_hash")} for c in parts]
+    return Corpus(path=parts[-1].path, images=_Stacked([c.images for c in parts]),
+                  labels=_Stacked([c.labels for c in parts]), attrs=attrs)
 
 
 def split_indices(n_images: int, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:

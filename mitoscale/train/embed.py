@@ -156,6 +156,8 @@ def write_embeddings(cfg, out: str | Path, client: Any = None, dtype: str = "flo
 
     from mitoscale.config import dump_config
 
+    if isinstance(cfg.data.corpus, list):
+        raise InputError("mitoscale train embed caches one corpus: data.corpus must be a path, not a list")
     corpus = open_corpus(cfg.data.corpus)
     cfg_data = dump_config(cfg)
     cfg_data["data"]["corpus"] = str(Path(cfg.data.corpus).absolute())

@@ -23,7 +23,7 @@ from mitoscale.errors import ConfigError, OutputError
 from mitoscale.io.atomic import atomic_write_json, check_writable
 from mitoscale.model import build_sam, get_spec, load_model, save_model
 from mitoscale.train.config import TrainConfig
-from mitoscale.train.corpus import open_corpus, split_indices
+from mitoscale.train.corpus import open_corpora, split_indices
 from mitoscale.train.dataset import ChunkSampler, PromptDataset, collate
 from mitoscale.train.distributed import (cleanup_distributed, dist_info, init_distributed,
                                          resolve_device)
@@ -120,7 +120,7 @@ def preflight(cfg: TrainConfig, out_dir: str | Path, resume: bool = False) -> No
     if not resume and ckpt_dir.exists() and latest_checkpoint(ckpt_dir) is not None:
         raise OutputError(f"{out_dir} already holds a training run; pass --resume to continue it "
                           "or choose another --out")
-    corpus = open_corpus(cfg.data.corpus)
+    corpus = open_corpora(cfg.data.corpus)
     sam, spec = _initial_model(cfg)
     apply_freeze(sam, cfg.model.freeze)
     if cfg.data.embedding_cache:
@@ -170,7 +170,7 @@ def run_training(cfg: TrainConfig, out_dir: str | Path, resume: bool = False) ->
         raise OutputError(f"{out_dir} already holds a training run; pass --resume to continue it "
                           "or choose another --out")
 
-    corpus = open_corpus(cfg.data.corpus)
+    corpus = open_corpora(cfg.data.corpus)
     sam, spec = _initial_model(cfg)
     n_trainable = apply_freeze(sam, cfg.model.freeze)
     cache = None
@@ -337,7 +337,8 @@ def _train(cfg, out_dir, ckpt, info, device, bf16, corpus, sam, spec, n_trainabl
         save_model(final, sam, spec, meta={
             "trained_by": "mitoscale train", "steps": step, "world_size": info.world,
             "config": dump_config(cfg), "corpus": {k: corpus.attrs.get(k) for k in
-                                                   ("seed", "n_images", "pixel_size_um", "version")},
+                                                   ("seed", "n_images", "pixel_size_um", "version", "parts")
+                                                   if k in corpus.attrs},
             "validation": val})
         atomic_write_json(out_dir / "DONE", {"step": step, "rank_weight_sha256": fingerprints})
     logger.close()
