@@ -89,7 +89,8 @@ def shape_of_mask(mask: np.ndarray, pixel_size_um: float = 1.0) -> dict[str, flo
     return {k: df[k].iloc[0].item() for k in SHAPE_COLUMNS}
 
 
-def shape_features(masks: np.ndarray | Sequence[np.ndarray], pixel_size_um: float = 1.0) -> pd.DataFrame:
+def shape_features(masks: np.ndarray | Sequence[np.ndarray], pixel_size_um: float = 1.0,
+                   engine: str = "skan") -> pd.DataFrame:
     """Shape columns of many boolean masks, one row per mask in order.
 
     Parameters
@@ -99,12 +100,18 @@ def shape_features(masks: np.ndarray | Sequence[np.ndarray], pixel_size_um: floa
         pixels matter, so a bbox crop and a full-size mask give the same row).
     pixel_size_um : float
         Pixel size of the masks' grid; lengths and widths are in µm.
+    engine : {"skan", "compiled"}
+        Who measures the skeleton graph: skan (the default, for analysis), or
+        :mod:`mitoscale.skeleton_graph`, the same graph and sums compiled in
+        one pass (the simulator's corpus tables; equal to skan's, ~15x faster).
 
     Returns
     -------
     pandas.DataFrame
         Columns :data:`SHAPE_COLUMNS` in their dtypes, ``len(masks)`` rows.
     """
+    if engine not in ("skan", "compiled"):
+        raise ValueError(f"engine must be 'skan' or 'compiled', got {engine!r}")
     if isinstance(masks, np.ndarray) and masks.ndim == 2:
         masks = [masks]
     crops = [_tight(np.asarray(m, dtype=bool)) for m in masks]
@@ -113,7 +120,7 @@ def shape_features(masks: np.ndarray | Sequence[np.ndarray], pixel_size_um: floa
     live = [i for i, c in enumerate(crops) if c.size]
     out["skeleton_length_um"][:] = 0.0
     if live:
-        cols = _measure([crops[i] for i in live])
+        cols = _measure([crops[i] for i in live], engine)
         for k in SHAPE_COLUMNS:
             out[k][live] = cols[k]
         out["skeleton_length_um"][live] *= float(pixel_size_um)
@@ -153,7 +160,7 @@ def _mosaic(crops: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return canvas, owner
 
 
-def _measure(crops: list[np.ndarray]) -> dict[str, np.ndarray]:
+def _measure(crops: list[np.ndarray], engine: str = "skan") -> dict[str, np.ndarray]:
     from scipy import ndimage as ndi
     from scipy.sparse import csgraph
     from skimage.morphology import skeletonize
@@ -181,7 +188,17 @@ def _measure(crops: list[np.ndarray]) -> dict[str, np.ndarray]:
     deg8 = ndi.convolve(skel.astype(np.uint8), np.ones((3, 3), np.uint8), mode="constant") - 1
     lone = skel & (deg8 == 0)
     length += per(owner[lone], 2 * half[lone])
-    if (skel & ~lone).any():
+    if engine == "compiled" and (skel & ~lone).any():
+        from mitoscale.skeleton_graph import graph_columns
+
+        g = graph_columns(skel & ~lone, owner, half, n)
+        ends += g["n_end_points"]
+        length += g["tip_length"]
+        junctions += g["n_branch_points"]
+        length += g["path_length"]
+        branches += g["n_branches"]
+        tortuosity = g["tortuosity"]
+    elif (skel & ~lone).any():
         from skan import Skeleton, summarize
 
         sk = Skeleton(skel & ~lone, keep_images=False)
