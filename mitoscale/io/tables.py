@@ -249,6 +249,7 @@ def instances_to_table(
     extra: dict[str, Sequence] | None = None,
     offsets: Sequence[tuple[int, int]] | None = None,
     shape: tuple[int, int] | None = None,
+    shape_engine: str = "skan",
 ) -> pd.DataFrame:
     """Build the instance table of one 2D image from full-size boolean masks.
 
@@ -272,6 +273,9 @@ def instances_to_table(
         offset in an image of ``shape`` (saves building full-size masks).
     shape : (H, W), optional
         Image shape; required with ``offsets``.
+    shape_engine : {"skan", "compiled"}
+        Skeleton-graph engine of the shape columns
+        (:func:`mitoscale.shape.shape_features`; equal results).
 
     Returns
     -------
@@ -322,7 +326,7 @@ def instances_to_table(
             "score": (np.asarray(scores, dtype=np.float64)[keep] if scores is not None
                       else np.full(k, np.nan)),
         })
-        shape_cols = shape_features(crops, pixel_size_um)
+        shape_cols = shape_features(crops, pixel_size_um, engine=shape_engine)
         for col in SHAPE_COLUMNS:
             df[col] = shape_cols[col].to_numpy()
     if extra:

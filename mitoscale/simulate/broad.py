@@ -256,7 +256,7 @@ def render_layout(cfg: SimulateConfig, layout: FieldLayout, entry: BankEntry, bu
     focal = entry.focal_z_nm
     table = instances_to_table(
         [crop for _, crop in kept_masks], offsets=[bbox[:2] for bbox, _ in kept_masks], shape=(h, w),
-        image=image, image_id=image_id(index), pixel_size_um=p_out / 1000.0, z=-1,
+        image=image, image_id=image_id(index), shape_engine="compiled", pixel_size_um=p_out / 1000.0, z=-1,
         extra=dict(
             kind=[ob.kind for ob in ko],
             length_nm=[ob.length_nm for ob in ko],

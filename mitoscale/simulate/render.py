@@ -196,7 +196,7 @@ def simulate_image(
     kt = [tubes[k] for k in kept]
     table = instances_to_table(
         [crop for _, crop in kept_masks], offsets=[bbox[:2] for bbox, _ in kept_masks], shape=(h, w),
-        image=image, image_id=image_id(index), pixel_size_um=p / 1000.0, z=-1,
+        image=image, image_id=image_id(index), shape_engine="compiled", pixel_size_um=p / 1000.0, z=-1,
         extra=dict(
             length_nm=[t.length_nm for t in kt],
             width_nm=[t.width_nm for t in kt],
