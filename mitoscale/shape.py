@@ -90,7 +90,8 @@ def shape_of_mask(mask: np.ndarray, pixel_size_um: float = 1.0) -> dict[str, flo
 
 
 def shape_features(masks: np.ndarray | Sequence[np.ndarray], pixel_size_um: float = 1.0,
-                   engine: str = "skan") -> pd.DataFrame:
+                   engine: str = "skan", *, tight: bool = False,
+                   axes: tuple[np.ndarray, np.ndarray] | None = None) -> pd.DataFrame:
     """Shape columns of many boolean masks, one row per mask in order.
 
     Parameters
@@ -104,6 +105,11 @@ def shape_features(masks: np.ndarray | Sequence[np.ndarray], pixel_size_um: floa
         Who measures the skeleton graph: skan (the default, for analysis), or
         :mod:`mitoscale.skeleton_graph`, the same graph and sums compiled in
         one pass (the simulator's corpus tables; equal to skan's, ~15x faster).
+    tight : bool
+        The caller's masks are bbox crops already (no empty border): skip cropping.
+    axes : (major, minor) arrays, optional
+        The masks' ellipse axis lengths when the caller has them (the table's
+        columns), for ``aspect_ratio``; computed otherwise.
 
     Returns
     -------
@@ -114,13 +120,14 @@ def shape_features(masks: np.ndarray | Sequence[np.ndarray], pixel_size_um: floa
         raise ValueError(f"engine must be 'skan' or 'compiled', got {engine!r}")
     if isinstance(masks, np.ndarray) and masks.ndim == 2:
         masks = [masks]
-    crops = [_tight(np.asarray(m, dtype=bool)) for m in masks]
+    crops = [np.asarray(m, dtype=bool) if tight else _tight(np.asarray(m, dtype=bool)) for m in masks]
     n = len(crops)
     out = {k: np.zeros(n, dtype=d) if d == "int32" else np.full(n, np.nan) for k, d in SHAPE_COLUMNS.items()}
     live = [i for i, c in enumerate(crops) if c.size]
     out["skeleton_length_um"][:] = 0.0
     if live:
-        cols = _measure([crops[i] for i in live], engine)
+        cols = _measure([crops[i] for i in live], engine,
+                        None if axes is None else tuple(np.asarray(a)[live] for a in axes))
         for k in SHAPE_COLUMNS:
             out[k][live] = cols[k]
         out["skeleton_length_um"][live] *= float(pixel_size_um)
@@ -160,7 +167,7 @@ def _mosaic(crops: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return canvas, owner
 
 
-def _measure(crops: list[np.ndarray], engine: str = "skan") -> dict[str, np.ndarray]:
+def _measure(crops: list[np.ndarray], engine: str = "skan", axes=None) -> dict[str, np.ndarray]:
     from scipy import ndimage as ndi
     from scipy.sparse import csgraph
     from skimage.morphology import skeletonize
@@ -242,8 +249,10 @@ def _measure(crops: list[np.ndarray], engine: str = "skan") -> dict[str, np.ndar
     # the table's own moments kernel (regionprops' axis definition, all instances at once)
     from mitoscale.io.tables import _crop_moments
 
-    m = _crop_moments(crops, np.zeros((n, 2), dtype=np.int64), None)
-    major, minor = m["major_axis_length"], m["minor_axis_length"]
+    if axes is None:
+        m = _crop_moments(crops, np.zeros((n, 2), dtype=np.int64), None)
+        axes = m["major_axis_length"], m["minor_axis_length"]
+    major, minor = axes
     out["aspect_ratio"] = np.where(minor > 0, major / np.where(minor > 0, minor, 1), np.nan)
     return out
 

@@ -303,14 +303,18 @@ def instances_to_table(
         boxes.append((bbox[0] + oy, bbox[1] + ox, bbox[2] + oy, bbox[3] + ox))
         blobs.append(blob)
     k = len(keep)
-    if k == 0:
-        df = empty_table()
-    else:
+    keep_set = set(keep)
+    if k:
         box = np.asarray(boxes, dtype=np.int64)
         props = _crop_moments(crops, box[:, :2], image)
         blob_col = np.empty(k, dtype=object)
         blob_col[:] = blobs
         ids = (np.asarray(instance_ids)[keep] if instance_ids is not None else np.arange(1, k + 1))
+        shape_cols = shape_features(crops, pixel_size_um, engine=shape_engine, tight=True,
+                                    axes=(props["major_axis_length"], props["minor_axis_length"]))
+        more = {col: shape_cols[col].to_numpy() for col in SHAPE_COLUMNS}
+        for key, values in (extra or {}).items():
+            more[key] = [v for j, v in enumerate(_checked(key, values, n)) if j in keep_set]
         df = _typed_frame({
             "image_id": [str(image_id)] * k, "well": [str(well)] * k,
             "field": np.full(k, int(field)), "t": np.full(k, int(t)), "z": np.full(k, int(z)),
@@ -325,24 +329,27 @@ def instances_to_table(
             "mean_intensity": props["mean_intensity"],
             "score": (np.asarray(scores, dtype=np.float64)[keep] if scores is not None
                       else np.full(k, np.nan)),
-        })
-        shape_cols = shape_features(crops, pixel_size_um, engine=shape_engine)
-        for col in SHAPE_COLUMNS:
-            df[col] = shape_cols[col].to_numpy()
-    if extra:
-        for key, values in extra.items():
-            values = list(values)
-            if len(values) != n:
-                raise ValueError(f"extra column {key!r} has {len(values)} values for {n} masks")
-            df[key] = [values[i] for i in keep]
+        }, more)  # one frame: a column inserted at a time costs ~0.3 ms each
+    else:
+        df = empty_table()
+        for key, values in (extra or {}).items():
+            df[key] = _checked(key, values, n)[:0]
     return df
+
+
+def _checked(key: str, values: Sequence, n: int) -> list:
+    values = list(values)
+    if len(values) != n:
+        raise ValueError(f"extra column {key!r} has {len(values)} values for {n} masks")
+    return values
 
 
 _STRING_DTYPE = pd.Series([""], dtype=str).dtype  # what _coerce makes of "string" columns
 
 
-def _typed_frame(columns: dict) -> pd.DataFrame:
-    """A DataFrame of the SCHEMA columns built directly in their dtypes (what _coerce gives)."""
+def _typed_frame(columns: dict, more: dict | None = None) -> pd.DataFrame:
+    """A DataFrame of the SCHEMA columns built directly in their dtypes (what _coerce gives),
+    then the ``more`` columns as given."""
     data = {}
     for col, dtype in SCHEMA.items():
         v = columns[col]
@@ -352,6 +359,7 @@ def _typed_frame(columns: dict) -> pd.DataFrame:
             data[col] = v
         else:
             data[col] = np.asarray(v).astype(dtype, copy=False)
+    data.update(more or {})
     return pd.DataFrame(data)
 
 
