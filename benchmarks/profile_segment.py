@@ -143,7 +143,7 @@ def main(argv=None) -> int:
         cpu["accept"] = tile_loop - cpu.get("encoder", 0.0) - cpu.get("decoder", 0.0)
         row = {"frame": name, "cpu_s": round(total, 3), **{f"{k}_s": round(v, 3) for k, v in sorted(cpu.items())},
                "tiles": st["tiles"], "prompts": st["prompts"], **dict(sorted(probe.count.items())),
-               "instances": len(df)}
+               "accepted": st["accepted"], "instances": len(df)}
         first = probe.count.get(f"decoded_w{cfg.decode.window}", 0)
         row["skipped_covered"] = st["prompts"] - first
         lab = paint_labels(df, image.shape)
