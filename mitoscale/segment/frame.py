@@ -225,8 +225,9 @@ def segment_frame(image2d: np.ndarray, pixel_size_um: float, model, spec,
     DataFrame
         The instance table (``mitoscale.io.tables`` schema) on the input grid.
     """
-    from mitoscale.segment.runtime import resolve_config
+    from mitoscale.segment.runtime import resolve_config, tune_malloc
 
+    tune_malloc()  # as on the pipeline's workers: large temporaries reuse the heap, not fresh mmaps
     cfg = resolve_config(cfg or SegmentConfig(), spec)
     t0, c0 = time.perf_counter(), time.process_time()
     keys = {"image_id": "image", "well": "", "field": 0, "t": 0, "z": 0, **(keys or {})}

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mitoscale.segment.config import SegmentConfig
-from mitoscale.segment.decode import decode_points, encode_tile, use_bf16
+from mitoscale.segment.decode import autocast, decode_points, encode_tile, use_bf16
 from mitoscale.segment.postprocess import Candidate, largest_component
 
 __all__ = ["TileStats", "segment_tile", "masks_from_decoded", "spread_selection"]
@@ -129,12 +129,22 @@ def segment_tile(model, spec, tile: np.ndarray, points: np.ndarray,
     """
     cfg = cfg or SegmentConfig()
     stats = TileStats(prompts=len(points))
+    if len(points) == 0:  # nothing to decode: the embedding is not needed
+        return [], stats
     t0 = time.perf_counter()
     bf16 = use_bf16(cfg.model.bf16, next(model.parameters()).device.type)
     emb = encode_tile(model, spec, tile, bf16=bf16)
     stats.encoder_s = time.perf_counter() - t0
-    if len(points) == 0:
-        return [], stats
+    # one autocast context for all the tile's decoder calls: the bf16 copies of the decoder's
+    # weights are made once per tile instead of once per call (same values)
+    with autocast(bf16):
+        cands = _decode_prompts(model, spec, emb, tile, points, cfg, inner_sides, bf16, stats)
+    stats.accepted = len(cands)
+    return cands, stats
+
+
+def _decode_prompts(model, spec, emb, tile, points, cfg, inner_sides, bf16, stats) -> list[Candidate]:
+    """The decoding rounds of :func:`segment_tile` (coverage, window enlargement, acceptance)."""
     eh = emb.shape[-1]
     pc, dc = cfg.prompts, cfg.decode
     max_w = eh if dc.max_window is None else min(dc.max_window, eh)
@@ -189,5 +199,4 @@ def segment_tile(model, spec, tile: np.ndarray, points: np.ndarray,
             stats.other_s += time.perf_counter() - t2
         if retry:
             queue.append((np.array(retry, dtype=np.int64), min(2 * win, max_w)))
-    stats.accepted = len(cands)
-    return cands, stats
+    return cands
