@@ -9,7 +9,8 @@
 # (configs/train_shipped_stage2.yaml, 1500 steps), then simulate the broad-preset corpus
 # (configs/simulate_broad.yaml, seed 11; its first 2,504 images, identical to the first 2,504
 # of the 10,000-image corpus of the same seed) and continue on it (configs/train_broad.yaml,
-# 1650 steps; all resumable: rerun the script after an interruption), export float16 weights,
+# 1650 steps), then the 10,000-image broad corpus mixed with the paper corpus
+# (configs/train_broad10k.yaml, 2500 steps; all resumable: rerun the script after an interruption), export float16 weights,
 # and score them on a held-out split simulated with another seed (20260917) at another pixel
 # size (65 nm) against both baselines. The shift-consistency stages of the previous shipped model
 # (configs/train_shipped_stage3.yaml, _stage4.yaml) are no longer part of the recipe: they cut
@@ -43,8 +44,16 @@ mkdir -p "$OUT"
     --set data.corpus="$OUT/corpus_broad.zarr" --set model.checkpoint="$OUT/run2/model.safetensors" \
     --nproc-per-node "$NPROC" --resume
 
+# 2d. broad stage 2: the 10,000-image broad corpus of the same seed, mixed with the paper corpus
+#     (configs/train_broad10k.yaml, 2500 steps), from broad stage 1
+"$MITOSCALE" simulate --preset broad --n-images 10000 --seed 11 --out "$OUT/corpus_broad10k.zarr"
+"$MITOSCALE" train --config configs/train_broad10k.yaml --out "$OUT/run_broad10k" \
+    --set "data.corpus=[$OUT/corpus_train.zarr,$OUT/corpus_broad10k.zarr]" \
+    --set model.checkpoint="$OUT/run_broad/model.safetensors" \
+    --nproc-per-node "$NPROC" --resume
+
 # 3. ship float16 weights (+ model JSON with the training config, validation metrics and recipe)
-"$MITOSCALE" train export "$OUT/run_broad/model.safetensors" --out "$WEIGHTS" --dtype float16 \
+"$MITOSCALE" train export "$OUT/run_broad10k/model.safetensors" --out "$WEIGHTS" --dtype float16 \
     --meta examples/shipped_model_meta.json
 
 # 4. held-out evaluation: seed 20260917, 65 nm pixels, mitoscale vs classical vs Nellie
