@@ -32,6 +32,11 @@ METHODS = ("mitoscale", "classical", "nellie")
 ORDER = ("normoxia", "hypoxia", "hypoxia_ADM")
 
 
+def _tables_written(seg: Path) -> int:
+    """Finished instance-table files: the per-frame parts of older runs or the partitions of today's."""
+    return sum(1 for p in seg.rglob("*.parquet") if ".staging" not in p.parts)
+
+
 def segment(method: str, data: Path, out: Path, args, scheduler: str) -> None:
     from mitoscale.cli import main
 
@@ -190,7 +195,7 @@ def main(argv=None) -> int:
                 continue
             seg, ana = args.out / method / "seg", args.out / method / "analysis"
             print(f"== {method}: segmenting", file=sys.stderr)
-            done_before = len(list(seg.glob("instances/*.parquet")))
+            done_before = _tables_written(seg)
             t0 = time.perf_counter()
             try:
                 segment(method, args.data, seg, args, client.scheduler.address)
@@ -199,7 +204,7 @@ def main(argv=None) -> int:
                 print(f"== {method}: skipped ({skipped[method]})", file=sys.stderr)
                 continue
             elapsed = time.perf_counter() - t0
-            done_after = len(list(seg.glob("instances/*.parquet")))
+            done_after = _tables_written(seg)
             # a rerun resumes: say so instead of reporting the near-zero time of doing nothing
             timings[method] = (f"{elapsed:.0f} s" if done_after > done_before
                                else "already complete from an earlier run (resumed, nothing recomputed)")
