@@ -195,20 +195,21 @@ def _measure(crops: list[np.ndarray], engine: str = "skan", axes=None) -> dict[s
     deg8 = ndi.convolve(skel.astype(np.uint8), np.ones((3, 3), np.uint8), mode="constant") - 1
     lone = skel & (deg8 == 0)
     length += per(owner[lone], 2 * half[lone])
-    if engine == "compiled" and (skel & ~lone).any():
+    body = skel & ~lone  # the skeleton pixels that form paths
+    if engine == "compiled" and body.any():
         from mitoscale.skeleton_graph import graph_columns
 
-        g = graph_columns(skel & ~lone, owner, half, n)
+        g = graph_columns(body, owner, half, n)
         ends += g["n_end_points"]
         length += g["tip_length"]
         junctions += g["n_branch_points"]
         length += g["path_length"]
         branches += g["n_branches"]
         tortuosity = g["tortuosity"]
-    elif (skel & ~lone).any():
+    elif body.any():
         from skan import Skeleton, summarize
 
-        sk = Skeleton(skel & ~lone, keep_images=False)
+        sk = Skeleton(body, keep_images=False)
         coords = np.asarray(sk.coordinates).astype(np.intp)
         node_owner = owner[coords[:, 0], coords[:, 1]]
         deg = np.asarray(sk.degrees)

@@ -303,7 +303,6 @@ def instances_to_table(
         boxes.append((bbox[0] + oy, bbox[1] + ox, bbox[2] + oy, bbox[3] + ox))
         blobs.append(blob)
     k = len(keep)
-    keep_set = set(keep)
     if k:
         box = np.asarray(boxes, dtype=np.int64)
         props = _crop_moments(crops, box[:, :2], image)
@@ -314,7 +313,8 @@ def instances_to_table(
                                     axes=(props["major_axis_length"], props["minor_axis_length"]))
         more = {col: shape_cols[col].to_numpy() for col in SHAPE_COLUMNS}
         for key, values in (extra or {}).items():
-            more[key] = [v for j, v in enumerate(_checked(key, values, n)) if j in keep_set]
+            values = _checked(key, values, n)
+            more[key] = [values[i] for i in keep]
         df = _typed_frame({
             "image_id": [str(image_id)] * k, "well": [str(well)] * k,
             "field": np.full(k, int(field)), "t": np.full(k, int(t)), "z": np.full(k, int(z)),

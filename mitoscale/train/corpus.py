@@ -101,8 +101,9 @@ class _Stacked:
         self.ndim = arrays[0].ndim
         self.dtype = np.result_type(*[a.dtype for a in arrays])
 
-    def _pad(self, block: np.ndarray, lead: int) -> np.ndarray:
-        widths = [(0, 0)] * lead + [(0, t - s) for s, t in zip(block.shape[lead:], self.shape[1:])]
+    def _pad(self, block: np.ndarray) -> np.ndarray:
+        """A block of images padded to the widest part's trailing shape (empty label layers)."""
+        widths = [(0, 0)] + [(0, t - s) for s, t in zip(block.shape[1:], self.shape[1:])]
         return np.pad(block, widths) if any(w[1] for w in widths) else block
 
     def __getitem__(self, key):
@@ -111,8 +112,7 @@ class _Stacked:
             if not -self.shape[0] <= i < self.shape[0]:
                 raise IndexError(f"index {i} out of range for {self.shape[0]} images")
             i %= self.shape[0]
-            part = int(np.searchsorted(self.starts, i, side="right")) - 1
-            return self._pad(np.asarray(self.arrays[part][i - self.starts[part]]), 0).astype(self.dtype)
+            return self[i:i + 1][0]
         if isinstance(key, slice) and key.step in (None, 1):
             lo, hi, _ = key.indices(self.shape[0])
             blocks = []
@@ -120,7 +120,7 @@ class _Stacked:
                 a_lo, a_hi = max(lo, self.starts[part]), min(hi, self.starts[part + 1])
                 if a_lo < a_hi:
                     block = np.asarray(a[a_lo - self.starts[part]:a_hi - self.starts[part]])
-                    blocks.append(self._pad(block, 1).astype(self.dtype))
+                    blocks.append(self._pad(block).astype(self.dtype))
             if not blocks:
                 return np.zeros((0,) + self.shape[1:], dtype=self.dtype)
             return np.concatenate(blocks)

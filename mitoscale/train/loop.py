@@ -336,9 +336,9 @@ def _train(cfg, out_dir, ckpt, info, device, bf16, corpus, sam, spec, n_trainabl
     if info.is_main:
         save_model(final, sam, spec, meta={
             "trained_by": "mitoscale train", "steps": step, "world_size": info.world,
-            "config": dump_config(cfg), "corpus": {k: corpus.attrs.get(k) for k in
-                                                   ("seed", "n_images", "pixel_size_um", "version", "parts")
-                                                   if k in corpus.attrs},
+            "config": dump_config(cfg), "corpus": {
+                **{k: corpus.attrs.get(k) for k in ("seed", "n_images", "pixel_size_um", "version")},
+                **({"parts": corpus.attrs["parts"]} if "parts" in corpus.attrs else {})},
             "validation": val})
         atomic_write_json(out_dir / "DONE", {"step": step, "rank_weight_sha256": fingerprints})
     logger.close()
