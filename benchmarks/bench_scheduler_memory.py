@@ -49,6 +49,8 @@ def scheduler_state(dask_scheduler) -> dict:
         "transition_log": len(s.transition_log),
         "events": sum(len(v.events) for v in s._broker._topics.values()) if hasattr(s, "_broker") else None,
         "event_topics": len(s._broker._topics) if hasattr(s, "_broker") else None,
+        "events_by_topic": ({k: len(v.events) for k, v in s._broker._topics.items()}
+                            if hasattr(s, "_broker") else None),
         "computations": len(comp),
         "computation_groups": sum(len(c.groups) for c in comp),
         "computation_code": sum(len(repr(c.code)) for c in comp),

@@ -26,9 +26,11 @@ Prints a JSON document (copied into BENCHMARKS.md).
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -111,8 +113,14 @@ class Sampler:
             t = psutil.Process().cpu_times()
             return t.user + t.system
 
+        def wcpu():
+            import psutil
+
+            t = psutil.Process().cpu_times()
+            return t.user + t.system
+
         t = self.me.cpu_times()
-        return self.client.run_on_scheduler(cpu), t.user + t.system
+        return self.client.run_on_scheduler(cpu), t.user + t.system, sum(self.client.run(wcpu).values())
 
     def __enter__(self):
         self._probe()
@@ -124,8 +132,8 @@ class Sampler:
     def __exit__(self, *exc):
         self._stop.set()
         self._th.join()
-        s1, c1 = self._cpu()
-        self.sched_cpu, self.client_cpu = s1 - self._cpu0[0], c1 - self._cpu0[1]
+        s1, c1, w1 = self._cpu()
+        self.sched_cpu, self.client_cpu, self.workers_cpu = s1 - self._cpu0[0], c1 - self._cpu0[1], w1 - self._cpu0[2]
 
 
 def _manifest_seconds(out: Path) -> float:
@@ -161,6 +169,7 @@ def run_screen(client, plate: Path, out: Path, threads: int, segment: bool = Fal
     totals = RunFolder(out, "?").totals()
     frames = len(RunFolder(out, "?").markers.completed())
     task = totals["task_s"]
+    task_cpu = totals.get("task_cpu_s", 0.0)  # the frames' own CPU (thread time; not inflated by other load)
     stage = totals.get("stage_s", 0.0)
     merge = execution.get("merge_s", 0.0)
     return {"frames": frames, "wall_s": round(wall, 2), "sum_task_s": round(task, 2), "threads": threads,
@@ -173,6 +182,12 @@ def run_screen(client, plate: Path, out: Path, threads: int, segment: bool = Fal
             "scheduler_rss_peak_mb": round(s.sched / 2**20, 1),
             "scheduler_tasks_peak": s.sched_tasks,
             "scheduler_cpu_s": round(s.sched_cpu, 2), "client_cpu_s": round(s.client_cpu, 2),
+            "workers_cpu_s": round(s.workers_cpu, 2),
+            # CPU spent on anything but the frames' own compute, over that compute: robust to other
+            # load on the machine, unlike the wall-based overhead (idle workers do not show here)
+            "sum_task_cpu_s": round(task_cpu, 2),
+            "cpu_overhead_vs_compute": round((s.workers_cpu + s.sched_cpu + s.client_cpu - task_cpu) / task_cpu, 4)
+            if task_cpu else None,
             "scheduler_cpu_ms_per_task": round(s.sched_cpu / max(1, execution.get("tasks") or 1) * 1000, 2),
             "client_cpu_ms_per_task": round(s.client_cpu / max(1, execution.get("tasks") or 1) * 1000, 2), "client_rss_peak_mb": round(s.me_peak / 2**20, 1),
             **{k: execution.get(k) for k in ("frames_per_task", "tasks", "max_in_flight", "merges")},
@@ -275,10 +290,6 @@ def bench_status(tmp: Path, n: int = 100_000) -> dict:
             "first_line": r.stdout.splitlines()[0] if r.stdout else r.stderr[-300:]}
 
 
-class _Skip(Exception):
-    pass
-
-
 def _local_client(tmp: Path):
     """A scheduler and 2 single-thread workers in their own processes (logs to files, never a full pipe)."""
     from distributed import Client
@@ -287,8 +298,13 @@ def _local_client(tmp: Path):
     sf.unlink(missing_ok=True)
     logs = open(tmp / "cluster.log", "ab")
     py = [sys.executable, "-m"]
+    # as deploy/slurm/dask-cluster.sbatch starts it (mitoscale.cluster.launch.LOG_LENGTH)
+    from mitoscale.cluster.launch import LOG_LENGTH
+
+    env = {**os.environ, "DASK_DISTRIBUTED__ADMIN__LOW_LEVEL_LOG_LENGTH": str(LOG_LENGTH)}
     procs = [subprocess.Popen(py + ["distributed.cli.dask_scheduler", "--scheduler-file", str(sf), "--host",
-                                    "127.0.0.1", "--port", "0", "--no-dashboard"], stdout=logs, stderr=logs)]
+                                    "127.0.0.1", "--port", "0", "--no-dashboard"], stdout=logs, stderr=logs,
+                              env=env)]
     deadline = time.monotonic() + 60
     while not sf.exists() and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -301,13 +317,16 @@ def _local_client(tmp: Path):
     class _Procs:
         def close(self):
             for p in reversed(procs):
-                p.terminate()
+                if p.poll() is None:
+                    p.terminate()
                 try:
                     p.wait(30)
                 except subprocess.TimeoutExpired:
                     p.kill()
 
-    return _Procs(), client
+    cluster = _Procs()
+    atexit.register(cluster.close)  # a benchmark stopped with Ctrl-C or SIGTERM leaves no cluster behind
+    return cluster, client
 
 
 def main(argv=None) -> int:
@@ -320,6 +339,7 @@ def main(argv=None) -> int:
     ap.add_argument("--no-status", action="store_true", help="skip the status timing")
     ap.add_argument("--keep", default=None, help="work directory to keep (default: a temporary one)")
     args = ap.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks and atexit
     os.environ.setdefault("MITOSCALE_NO_PROGRESS", "1")
     tmp = Path(args.keep or tempfile.mkdtemp(prefix="bench-screen-"))
     tmp.mkdir(parents=True, exist_ok=True)
@@ -333,26 +353,22 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             plates[n] = make_plate(tmp / f"plate{n}.ome.zarr", n)
             print(f"plate of {n} frames written in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
-        cluster, client = _local_client(tmp) if not args.no_local else (None, None)
-        try:
-            if args.no_local:
-                raise _Skip
-            for n in args.frames:
-                r = run_screen(client, plates[n], tmp / f"out-local-{n}", 2)
-                report["runs"].append({"cluster": "local (dask scheduler + 2 workers x 1 thread, own processes)",
-                                       "path": "baseline classical", **r, "load": os.getloadavg()})
-                print(json.dumps(report["runs"][-1]), file=sys.stderr)
-            if args.segment_frames:
-                r = run_screen(client, plates[args.segment_frames], tmp / "out-seg", 2, segment=True)
-                report["runs"].append({"cluster": "local", "path": "segment (shipped model, maxima preset)",
-                                       **r, "load": os.getloadavg()})
-                print(json.dumps(report["runs"][-1]), file=sys.stderr)
-        except _Skip:
-            pass
-        finally:
-            if client is not None:
+        # a fresh scheduler per size: its memory at 5,000 and at 20,000 frames compares like with like
+        runs = [] if args.no_local else [(n, False) for n in args.frames] + (
+            [(args.segment_frames, True)] if args.segment_frames else [])
+        for n, segment in runs:
+            cluster, client = _local_client(tmp)
+            try:
+                r = run_screen(client, plates[n], tmp / f"out-local-{n}{'-seg' if segment else ''}", 2,
+                               segment=segment)
+            finally:
                 client.close()
                 cluster.close()
+            report["runs"].append({"cluster": "local (dask scheduler + 2 workers x 1 thread, own processes, "
+                                              "a fresh scheduler per run)",
+                                   "path": "segment (shipped model, maxima preset)" if segment
+                                   else "baseline classical", **r, "load": os.getloadavg()})
+            print(json.dumps(report["runs"][-1]), file=sys.stderr)
         if args.slurm:
             report["runs"] += bench_slurm(tmp, plates, args.frames)
         if not args.no_status:

@@ -28,9 +28,17 @@ from mitoscale.cluster.profiles import (
 )
 from mitoscale.errors import ClusterError, OutputError
 
-__all__ = ["preflight", "list_queues", "open_profile", "SUBMIT_COMMAND"]
+__all__ = ["preflight", "list_queues", "open_profile", "SUBMIT_COMMAND", "LOG_LENGTH", "DASK_SETTINGS"]
 
 log = logging.getLogger(__name__)
+
+#: Dask's scheduler keeps its last ``distributed.admin.low-level-log-length`` messages to each
+#: worker (task specs included), transitions and events: 1,000 by default, which on a screen
+#: holds some 60,000 frames' task payloads (about 0.7 MB per 64-frame task, never freed until
+#: pushed out).  Every scheduler mitoscale starts keeps this many; one started by hand should
+#: get ``DASK_DISTRIBUTED__ADMIN__LOW_LEVEL_LOG_LENGTH`` (``deploy/slurm/dask-cluster.sbatch`` sets it).
+LOG_LENGTH = 64
+DASK_SETTINGS = {"distributed.admin.low-level-log-length": LOG_LENGTH}
 
 SUBMIT_COMMAND = {"slurm": "sbatch", "pbs": "qsub", "lsf": "bsub", "sge": "qsub"}
 
@@ -225,10 +233,33 @@ def open_profile(
     ------
     distributed.Client
     """
-    from distributed import Client, LocalCluster
+    import dask
+    import distributed  # noqa: F401 - its defaults first: a setting made before would hide them on exit
 
     if isinstance(profile, str):
         profile = resolve_profile(profile, options)
+    with dask.config.set(DASK_SETTINGS):  # read as each worker joins: held for the whole run
+        yield from _open(profile, n_workers, scheduler)
+
+
+def _scheduler_log_length(dask_scheduler) -> int | None:
+    return dask_scheduler.transition_log.maxlen  # made from the setting when the scheduler started
+
+
+def _warn_long_logs(client) -> None:
+    """A scheduler started by hand with Dask's default logs holds ~1,000 task payloads per worker."""
+    try:
+        n = client.run_on_scheduler(_scheduler_log_length)
+    except Exception:  # noqa: BLE001 - a scheduler that cannot run our function: nothing to say
+        return
+    if n is None or n > 4 * LOG_LENGTH:
+        print(f"mitoscale: this Dask scheduler keeps its last {n} messages per worker, task payloads "
+              f"included; on long runs start it with DASK_DISTRIBUTED__ADMIN__LOW_LEVEL_LOG_LENGTH="
+              f"{LOG_LENGTH} to bound its memory", file=sys.stderr, flush=True)
+
+
+def _open(profile, n_workers, scheduler) -> Iterator[Any]:
+    from distributed import Client, LocalCluster
 
     if isinstance(profile, AddressProfile) or scheduler:
         addr = scheduler or getattr(profile, "address", None)
@@ -244,6 +275,7 @@ def open_profile(
                       else Client(scheduler_file=sfile, timeout=timeout))
         except (OSError, TimeoutError) as exc:
             raise ClusterError(f"cannot reach Dask scheduler at {addr or sfile}: {exc}") from None
+        _warn_long_logs(client)
         with _closing(client, None) as c:
             yield c
         return

@@ -41,6 +41,7 @@ from mitoscale.io.omezarr import ImageSource, is_ome_zarr, open_ome_zarr
 __all__ = [
     "IMAGE_SUFFIXES",
     "Frame",
+    "FrameRef",
     "open_image",
     "open_image_files",
     "iter_frames",
@@ -62,7 +63,7 @@ class Frame:
     source: ImageSource
     t: int
     z: int  # -1 for a max projection
-    data: Any  # lazy (Y, X) dask array
+    data: Any  # lazy (Y, X): a FrameRef (Zarr) or a dask array; .compute() reads it
 
     @property
     def keys(self) -> dict[str, Any]:
@@ -331,10 +332,55 @@ def iter_frames(src: ImageSource, channel: int | str = 0, z_mode: str = "max") -
             # a projection of a missing z axis is the plane itself, but keys stay -1 only
             # when there is a real z axis to project
             z_key = -1 if "z" in src.axes else 0
-            yield Frame(src, t, z_key, data[t].max(axis=0) if data.shape[1] > 1 else data[t, 0])
+            yield Frame(src, t, z_key, _frame(src, data, t, None, channel))
         else:
             for z in range(data.shape[1]):
-                yield Frame(src, t, z, data[t, z])
+                yield Frame(src, t, z, _frame(src, data, t, z, channel))
+
+
+@dataclass(frozen=True)
+class FrameRef:
+    """A lazy 2D frame of a Zarr array: the array and an index, read where it is computed.
+
+    A slice of the source's dask array would carry the graph of the whole
+    array (for a 500-frame movie 1,000 tasks, ~50 KB pickled), pickled again
+    for every frame of every task and held by the scheduler; this pickles as
+    the array's store and metadata plus the index (~1 KB).
+    """
+
+    array: Any  # zarr.Array
+    index: tuple  # an int or slice(None) per axis of ``array``
+    project: bool  # max over the first remaining axis (z)
+    shape: tuple[int, ...]
+    dtype: Any
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def compute(self, scheduler: Any = None) -> np.ndarray:
+        """Read the frame (only the chunks it touches); ``scheduler`` is accepted for dask's signature."""
+        x = np.asarray(self.array[self.index])
+        return x.max(axis=0) if self.project else x
+
+    def __array__(self, dtype=None, copy=None):
+        x = self.compute()
+        return x if dtype is None else x.astype(dtype)
+
+
+def _frame(src: ImageSource, data: Any, t: int, z: int | None, channel: int | str) -> Any:
+    """Frame ``t`` (plane ``z``, or the max over z when ``None``) of ``data``, ``src``'s (t, z, y, x) view."""
+    if src.array is None:  # not Zarr (a TIFF or PNG read whole by one small task): the dask slice
+        if z is not None:
+            return data[t, z]
+        return data[t].max(axis=0) if data.shape[1] > 1 else data[t, 0]
+    pos = {"t": t, "c": _channel_index(src, channel) if "c" in src.axes else None,
+           "z": z if z is not None else slice(None)}
+    index = tuple(pos[a] if a in pos else slice(None) for a in src.axes)
+    project = "z" in src.axes and z is None and src.size("z") > 1
+    if "z" in src.axes and z is None and not project:
+        index = tuple(0 if a == "z" else i for a, i in zip(src.axes, index))
+    return FrameRef(src.array, index, project, tuple(data.shape[-2:]), data.dtype)
 
 
 def frame_count(src: ImageSource, z_mode: str = "max") -> int:

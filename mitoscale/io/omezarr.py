@@ -116,6 +116,7 @@ class ImageSource:
     units: dict[str, str] = _field(default_factory=dict)
     ngff_version: str = ""
     channel_names: list[str] = _field(default_factory=list)
+    array: Any = None  # the zarr.Array behind ``data`` (frames index it directly), if any
 
     def size(self, axis: str) -> int:
         """Length of ``axis`` (1 when the axis is absent)."""
@@ -253,6 +254,7 @@ def _open_multiscale(store_root: Path, group_path: str, *, image_id: str, well: 
         path=where, group_path=group_path, scale=scale, units=units,
         ngff_version=version or ("0.5" if arr.metadata.zarr_format == 3 else "0.4"),
         channel_names=channels,
+        array=arr,
     )
 
 

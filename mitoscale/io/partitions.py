@@ -31,11 +31,12 @@ import tempfile
 from pathlib import Path
 from urllib.parse import quote
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mitoscale.io.tables import LOCATION_KEYS, LOCATIONS_METADATA_KEY, _locations_frame, write_table
+from mitoscale.io.tables import LOCATION_KEYS, LOCATIONS_METADATA_KEY, _locations_frame, parquet_options, write_table
 
 __all__ = ["STAGING", "PART_NAME", "partition_of", "partition_file", "stage_rows", "compact_partition",
            "staged_partitions"]
@@ -100,6 +101,21 @@ def _key_tuples(table: pa.Table) -> list[tuple]:
     return [(str(a), str(b), int(c), int(d), int(e)) for a, b, c, d, e in zip(*cols)]
 
 
+def _frame_runs(table: pa.Table) -> list[tuple[tuple, int, int]]:
+    """``(location, start, stop)`` of each run of one frame's rows in ``table``, in file order."""
+    if not len(table):
+        return []
+    codes = [table.column(k).to_numpy(zero_copy_only=False) for k in LOCATION_KEYS]
+    change = np.zeros(len(table), bool)
+    change[0] = True
+    for c in codes:
+        change[1:] |= c[1:] != c[:-1]
+    starts = np.flatnonzero(change)
+    stops = np.r_[starts[1:], len(table)]
+    keys = _key_tuples(table.take(pa.array(starts)))
+    return list(zip(keys, starts.tolist(), stops.tolist()))
+
+
 def compact_partition(out: str | Path, partition: str) -> dict:
     """Merge a partition's file with its staged files into one file, a row group per frame.
 
@@ -124,10 +140,10 @@ def compact_partition(out: str | Path, partition: str) -> dict:
     # the newest source of every location wins (a frame recomputed after a kill)
     owner: dict[tuple, int] = {}
     for i, (p, s) in enumerate(zip(sources, schemas)):
-        keys = set(_key_tuples(pq.read_table(p, columns=LOCATION_KEYS)))
-        keys |= {tuple(r) for r in _locations(s).itertuples(index=False)}
+        keys = {k for k, _, _ in _frame_runs(pq.read_table(p, columns=LOCATION_KEYS))}
+        keys |= {(str(a), str(b), int(c), int(d), int(e)) for a, b, c, d, e in _locations(s).itertuples(index=False)}
         for k in keys:
-            owner[(str(k[0]), str(k[1]), int(k[2]), int(k[3]), int(k[4]))] = i
+            owner[k] = i
     locs = _locations_frame(pd.DataFrame(list(owner), columns=LOCATION_KEYS))
     schema = pa.unify_schemas([s.remove_metadata() for s in schemas], promote_options="permissive")
     payload = json.dumps({"keys": LOCATION_KEYS, "locations": locs.to_numpy().tolist()},
@@ -138,20 +154,16 @@ def compact_partition(out: str | Path, partition: str) -> dict:
     os.close(fd)
     rows = 0
     try:
-        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+        with pq.ParquetWriter(tmp, schema, **parquet_options(schema)) as writer:
             for i, p in enumerate(sources):
-                table = pq.read_table(p)
-                if not len(table):
-                    continue
-                keys = _key_tuples(table)
-                groups: dict[tuple, list[int]] = {}
-                for r, k in enumerate(keys):
-                    if owner[k] == i:
-                        groups.setdefault(k, []).append(r)
-                for k in sorted(groups):  # one row group per frame
-                    part = _conform(table.take(pa.array(groups[k])), schema)
-                    writer.write_table(part, row_group_size=max(1, len(part)))
-                    rows += len(part)
+                table = _conform(pq.read_table(p), schema)  # once per source, then zero-copy slices
+                runs = _frame_runs(table)
+                if len({k for k, _, _ in runs}) < len(runs):  # a frame's rows apart: group them (stable)
+                    table = table.sort_by([(k, "ascending") for k in LOCATION_KEYS])
+                    runs = _frame_runs(table)
+                for k, a, b in sorted(r for r in runs if owner[r[0]] == i):  # a row group per frame
+                    writer.write_table(table.slice(a, b - a), row_group_size=b - a)
+                    rows += b - a
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_umask())

@@ -119,3 +119,22 @@ def test_pipeline_checks_the_batch_profile_before_any_stage_runs(slurm_clean, tm
     assert "queue 'nosuchpartition' does not exist" in err
     assert slurm_clean.submitted_jobs() == before
     assert not (tmp_path / "run" / "corpus.zarr").exists()
+
+
+def test_mitoscale_schedulers_keep_short_message_logs(tmp_path, capsys):
+    """Dask's scheduler keeps its last N messages per worker, task payloads included: N is bounded."""
+    from distributed import Client, LocalCluster
+
+    from mitoscale.cluster.launch import LOG_LENGTH
+
+    with get_client(resolve_profile("local", ["n_workers=1"])) as client:
+        assert client.submit(sum, [1, 2]).result() == 3
+        lengths = client.run_on_scheduler(
+            lambda dask_scheduler: [b.recent_message_log.maxlen for b in dask_scheduler.stream_comms.values()])
+        assert lengths == [LOG_LENGTH]
+    # a scheduler started by hand with Dask's default (1,000) gets one line saying how to bound it
+    with LocalCluster(n_workers=0, processes=True, dashboard_address=None, host="127.0.0.1") as cluster:
+        with get_client(scheduler=cluster.scheduler_address) as client:
+            pass
+    err = capsys.readouterr().err
+    assert "DASK_DISTRIBUTED__ADMIN__LOW_LEVEL_LOG_LENGTH" in err

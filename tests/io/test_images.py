@@ -54,3 +54,21 @@ def test_unsupported_and_missing(tmp_path):
         open_image(tmp_path / "x.jpg")
     with pytest.raises(InputError, match="no OME-Zarr"):
         open_image(tmp_path)
+
+
+def test_zarr_frames_pickle_small_whatever_the_movie_length(tmp_path):
+    """A frame sent to a task carries its array and index, not the graph of the whole movie."""
+    import pickle
+
+    from mitoscale.io.omezarr import write_ome_zarr_image
+
+    sizes = {}
+    for n in (5, 400):
+        data = np.arange(n * 2 * 16 * 16, dtype=np.uint16).reshape(n, 2, 16, 16)
+        (src,) = open_image(write_ome_zarr_image(tmp_path / f"m{n}.ome.zarr", data, "tzyx", 0.08))
+        frames = list(iter_frames(src))
+        sizes[n] = len(pickle.dumps(frames[-1].data))
+        back = pickle.loads(pickle.dumps(frames[-1].data))
+        np.testing.assert_array_equal(back.compute(), data[-1].max(axis=0))
+        assert back.shape == (16, 16) and back.dtype == np.uint16
+    assert sizes[400] < 4096 and abs(sizes[400] - sizes[5]) < 64, sizes

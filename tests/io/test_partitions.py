@@ -135,3 +135,22 @@ def test_files_per_partition_do_not_grow_with_frames(tmp_path, frames_per_task):
         counts.append(sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()))
         assert len(read_locations(out / "instances")) == n
     assert counts[0] == counts[1] == ["instances/image=m/part-0.parquet", "manifest.json", "units.log"]
+
+
+def test_a_frame_whose_rows_lie_apart_is_still_one_row_group(tmp_path):
+    """Rows of one frame split across a staged file (not as stage_rows writes it) are grouped."""
+    from mitoscale.io.tables import write_table
+
+    part = partition_of(_keys(0))
+    a, b = _frame_table(_keys(0), 3, 0), _frame_table(_keys(1), 2, 1)
+    mixed = pd.concat([a.iloc[:2], b, a.iloc[2:]], ignore_index=True)
+    write_table(mixed, tmp_path / STAGING / part / "x.parquet", locations=[_keys(0), _keys(1)])
+    compact_partition(tmp_path, part)
+    f = pq.ParquetFile(partition_file(tmp_path, part))
+    assert f.num_row_groups == 2
+    got = [f.read_row_group(i).to_pandas() for i in range(2)]
+    assert [set(g["t"]) for g in got] == [{0}, {1}] and [len(g) for g in got] == [3, 2]
+    # rows of a frame keep their order; the location keys carry statistics (readers skip frames)
+    assert got[0]["instance_id"].tolist() == a["instance_id"].tolist()
+    stats = f.metadata.row_group(1).column(LOCATION_KEYS.index("t")).statistics
+    assert stats is not None and stats.min == stats.max == 1
