@@ -60,6 +60,7 @@ def scheduler_state(dask_scheduler) -> dict:
         "prefix_durations": sum(len(getattr(p, "all_durations", {})) for p in s.task_prefixes.values()),
         "system_monitor": s.monitor.count if hasattr(s, "monitor") else None,
         "modules": len(sys.modules),
+        "stage_imported": any(m.startswith(("mitoscale.evaluate", "mitoscale.segment", "torch")) for m in sys.modules),
     }
 
 
@@ -83,7 +84,7 @@ def main(argv=None) -> int:
     from bench_screen import _local_client
 
     from mitoscale.evaluate.baselines.run import plan_baseline
-    from mitoscale.io.batches import execute_batches, make_batches
+    from mitoscale.io.batches import execute_batches, make_batches, submit_batch
     try:
         from mitoscale.io.batches import submit_key
     except ImportError:  # before the fix: the key every run_baseline task had
@@ -109,8 +110,8 @@ def main(argv=None) -> int:
             batches = batches[:args.step]
             t0 = time.process_time()
             execute_batches(plan.folder, batches, client=client, progress=False, desc="baseline classical",
-                            submit=lambda c, b: c.submit(_noop_batch, b, str(tmp / "o"), retries=3,
-                                                         key=submit_key("baseline-classical-frames", b)))
+                            submit=lambda c, b: submit_batch(c, submit_key("baseline-classical-frames", b),
+                                                             _noop_batch, b, str(tmp / "o")))
             done += len(batches)
             rows.append({"tasks_run": done, "client_cpu_s": round(time.process_time() - t0, 2),
                          **client.run_on_scheduler(scheduler_state)})

@@ -41,7 +41,8 @@ from mitoscale.errors import OutputError
 from mitoscale.io.partitions import compact_partition, stage_rows, staged_partitions
 from mitoscale.io.runfolder import RunFolder, UnitFailure, _as_result, disk_errors, guard_unit
 
-__all__ = ["Batch", "make_batches", "auto_frames_per_task", "run_batch", "execute_batches", "WINDOW_PER_THREAD"]
+__all__ = ["Batch", "make_batches", "auto_frames_per_task", "run_batch", "execute_batches", "submit_batch",
+           "WINDOW_PER_THREAD"]
 
 #: tasks in flight per worker thread
 WINDOW_PER_THREAD = 4
@@ -117,6 +118,17 @@ def _threads(client: Any) -> int:
         return max(1, sum(client.nthreads().values()))
     except Exception:  # noqa: BLE001 - no workers yet (a batch job still queued)
         return 1
+
+
+def submit_batch(client: Any, key: str, fn: Callable, *args: Any) -> Any:
+    """Submit ``fn(*args)`` as one task (3 retries) whose payload the scheduler holds as bytes.
+
+    The scheduler then never imports the stage (torch, for ``segment``) nor
+    keeps the batch's objects (see :mod:`mitoscale.io.remote`).
+    """
+    from mitoscale.io.remote import pack, run_pickled
+
+    return client.submit(run_pickled, pack(fn, *args), key=key, retries=3)
 
 
 def run_batch(batch: Batch, out: str, calls) -> dict:
@@ -232,8 +244,8 @@ def _run_dask(client, batches, submit, window, desc, out, early, done, stats) ->
     checked, size = 0.0, window or WINDOW_PER_THREAD
 
     def merge(part: str) -> None:
-        f = client.submit(compact_partition, str(out), part, key=f"{desc.replace(' ', '-')}-merge-{part}-"
-                          f"{time.time_ns()}", retries=3, pure=False)
+        f = submit_batch(client, f"{desc.replace(' ', '-')}-merge-{part}-{time.time_ns()}", compact_partition,
+                         str(out), part)
         merges.add(f.key)
         pending.add(f)
 

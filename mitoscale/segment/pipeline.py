@@ -44,7 +44,8 @@ import numpy as np
 import mitoscale
 from mitoscale.config import config_hash, dump_config
 from mitoscale.io.atomic import check_writable
-from mitoscale.io.batches import Batch, auto_frames_per_task, execute_batches, make_batches, run_batch
+from mitoscale.io.batches import (Batch, auto_frames_per_task, execute_batches, make_batches, run_batch,
+                                  submit_batch)
 from mitoscale.io.images import (ImageSource, check_channel, check_pixel_sizes, iter_frames, open_image,
                                  require_pixel_size)
 from mitoscale.io.omezarr import (check_labels_target, copy_plate_layout, create_frame_image,
@@ -337,8 +338,7 @@ def _execute(folder: RunFolder, client, jobs: list[FrameJob], out: str, model_pa
 
     def submit(client, b: Batch):
         if not split:
-            return client.submit(_segment_batch, b, out, mp, cfg, key=f"segment-frames-{run}-{b.name}",
-                                 retries=3)
+            return submit_batch(client, f"segment-frames-{run}-{b.name}", _segment_batch, b, out, mp, cfg)
         job = b.jobs[0]
         prep = client.submit(_prepare_task, job, cfg, key=f"prepare-{run}-{job.unit}", retries=3)
         tiles = [client.submit(_tile_task, prep, i, mp, cfg.model.variant, cfg,

@@ -128,3 +128,34 @@ def test_killed_run_resumes_without_duplicates(tmp_path, sig):
     assert not list((out / ".staging").rglob("*.parquet")) if (out / ".staging").exists() else True
     man = json_status(out)
     assert man["status"] == "complete" and man["units_done"] == 160 and man["units_skipped"] == done
+
+
+def test_a_scheduler_of_its_own_never_imports_the_stage(tmp_path):
+    """Batch payloads reach the scheduler as bytes: it imports neither the stage nor torch."""
+    from distributed import Client
+
+    sf = tmp_path / "scheduler.json"
+    py = [sys.executable, "-m"]
+    log = open(tmp_path / "cluster.log", "wb")
+    procs = [subprocess.Popen(py + ["distributed.cli.dask_scheduler", "--scheduler-file", str(sf), "--host",
+                                    "127.0.0.1", "--port", "0", "--no-dashboard"], stdout=log, stderr=log)]
+    try:
+        deadline = time.monotonic() + 60
+        while not sf.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        procs.append(subprocess.Popen(py + ["distributed.cli.dask_worker", "--scheduler-file", str(sf),
+                                            "--nthreads", "1", "--no-dashboard", "--host", "127.0.0.1"],
+                                      stdout=log, stderr=log))
+        with Client(scheduler_file=str(sf), timeout=60) as client:
+            client.wait_for_workers(1, timeout=60)
+            res = run_baseline("classical", _movie(tmp_path / "m.ome.zarr", 12), tmp_path / "o", client=client,
+                               frames_per_task=3)
+            assert res["n_frames"] == 12 and res["n_instances"] > 0
+            mods = client.run_on_scheduler(lambda: sorted(m for m in sys.modules if m.split(".")[0] in (
+                "mitoscale", "torch")))
+        assert mods == ["mitoscale", "mitoscale.io", "mitoscale.io.remote"], mods
+        assert len(read_table(tmp_path / "o" / "instances")) == res["n_instances"]
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+            p.wait(30)

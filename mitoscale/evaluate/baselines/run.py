@@ -28,7 +28,7 @@ from typing import Any
 from mitoscale.config import StrictModel, config_hash, dump_config
 from mitoscale.errors import InputError
 from mitoscale.io.atomic import check_writable
-from mitoscale.io.batches import Batch, auto_frames_per_task, execute_batches, make_batches, run_batch
+from mitoscale.io.batches import Batch, auto_frames_per_task, execute_batches, make_batches, run_batch, submit_batch
 from mitoscale.io.partitions import partition_of
 from mitoscale.io.runfolder import RunFolder, check_frame, check_output_location, input_identity, read_pixels
 
@@ -163,8 +163,8 @@ def execute_plan(plan: BaselinePlan, client: Any = None, progress: bool = True, 
         stats: dict = {}
         results = execute_batches(
             plan.folder, batches, client=client, window=window, progress=progress, desc=desc, stats=stats,
-            submit=lambda c, b: c.submit(_baseline_batch, plan.name, plan.cfg, b, out, retries=3,
-                                         key=f"baseline-{plan.name}-frames-{b.name}-{time.time_ns()}"),
+            submit=lambda c, b: submit_batch(c, f"baseline-{plan.name}-frames-{b.name}-{time.time_ns()}",
+                                             _baseline_batch, plan.name, plan.cfg, b, out),
             run_local=lambda b: _baseline_batch(plan.name, plan.cfg, b, out))
         new = [r for r in results.values() if isinstance(r, dict)]
         totals = plan.folder.totals()
