@@ -168,9 +168,10 @@ def _mosaic(crops: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _measure(crops: list[np.ndarray], engine: str = "skan", axes=None) -> dict[str, np.ndarray]:
-    from scipy import ndimage as ndi
     from scipy.sparse import csgraph
     from skimage.morphology import skeletonize
+
+    from mitoscale.shape_kernels import skeleton_pixels
 
     n = len(crops)
     canvas, owner = _mosaic(crops)
@@ -179,7 +180,8 @@ def _measure(crops: list[np.ndarray], engine: str = "skan", axes=None) -> dict[s
         return np.bincount(idx, weights, minlength=n + 1)[1:]
 
     skel = skeletonize(canvas)
-    half = ndi.distance_transform_edt(canvas) - 0.5  # pixel centre to mask edge
+    # at the skeleton pixels: pixel centre to mask edge (EDT - 1/2), and no skeleton neighbour
+    half, lone = skeleton_pixels(canvas, skel)
     out: dict[str, np.ndarray] = {}
     yy, xx = np.nonzero(skel)
     own_px = owner[yy, xx]
@@ -192,8 +194,6 @@ def _measure(crops: list[np.ndarray], engine: str = "skan", axes=None) -> dict[s
     ends = np.zeros(n, dtype=np.int64)
     tortuosity = np.full(n, np.nan)
     # one-pixel skeletons (isolated pixels): skan makes no path of them
-    deg8 = ndi.convolve(skel.astype(np.uint8), np.ones((3, 3), np.uint8), mode="constant") - 1
-    lone = skel & (deg8 == 0)
     length += per(owner[lone], 2 * half[lone])
     body = skel & ~lone  # the skeleton pixels that form paths
     if engine == "compiled" and body.any():

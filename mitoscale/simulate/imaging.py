@@ -29,6 +29,7 @@ import scipy.fft as sfft
 from threadpoolctl import threadpool_limits
 
 from mitoscale.simulate.psf import Optics, best_focus, psf_2d
+from mitoscale.simulate.spectrum_kernels import gather_support, scatter_support
 
 __all__ = ["OTFStack", "otf_stack", "focal_scan_max"]
 
@@ -165,25 +166,20 @@ def focal_scan_max(density: np.ndarray, stack: OTFStack, shape: tuple[int, int])
     m, n_kx = stack.margin_px, stack.n_kx
     n_planes, dh, dw = density.shape
     n_freq, n_focal, _ = stack.values.shape
-    used = np.flatnonzero(density.reshape(n_planes, -1).any(axis=1))
+    planes = np.flatnonzero(density.reshape(n_planes, -1).any(axis=1))  # those that hold dye
     # forward: rows (real FFT), keep the low columns, then columns; a density
-    # already on the padded grid (rasterise(..., grid_shape=padded_shape)) needs no copy
-    planes = density if used.size == n_planes else density[used]
-    rows = sfft.rfft(planes, n=None if dw == pw else pw, axis=2)[:, :, :n_kx]
-    cols = sfft.fft(rows, n=None if dh == ph else ph, axis=1)
-    gathered = cols.reshape(len(used), -1)[:, stack.support]  # (used, K)
-    if used.size == n_planes:
-        spec = np.ascontiguousarray(gathered.T)
-    else:
-        spec = np.zeros((n_freq, n_planes), dtype=np.complex64)
-        spec[:, used] = gathered.T
+    # already on the padded grid (rasterise(..., grid_shape=padded_shape)) needs no copy,
+    # nor does a contiguous run of planes
+    run = planes.size and planes[-1] - planes[0] + 1 == planes.size
+    held = density[planes[0]: planes[-1] + 1] if run else density[planes]
+    rows = sfft.rfft(held, n=None if dw == pw else pw, axis=2)[:, :, :n_kx]
+    cols = np.ascontiguousarray(sfft.fft(rows, n=None if dh == ph else ph, axis=1))
+    spec = gather_support(cols, stack.support, planes, n_planes)  # (K, P)
     # sum over object planes for every focal slice: (K, F, P) @ (K, P, 2) real matmul
     spec_ri = spec.view(np.float32).reshape(n_freq, n_planes, 2)
-    acc = np.matmul(stack.values, spec_ri)  # (K, F, 2)
-    acc_c = np.ascontiguousarray(acc).view(np.complex64)[..., 0]  # (K, F)
+    acc = np.ascontiguousarray(np.matmul(stack.values, spec_ri))  # (K, F, 2)
     # inverse: columns on the low columns only, keep the image rows, then rows
-    full = np.zeros((n_focal, ph * n_kx), dtype=np.complex64)
-    full[:, stack.support] = acc_c.T
+    full = scatter_support(acc, stack.support, ph * n_kx)
     cols = sfft.ifft(full.reshape(n_focal, ph, n_kx), axis=1)[:, m: m + h, :]
     slices = sfft.irfft(cols, n=pw, axis=2)[:, :, m: m + w]
     # density pixel (i, j) sits at grid (i, j); image pixel (y, x) is density (y + m, x + m)

@@ -44,6 +44,7 @@ from __future__ import annotations
 import numpy as np
 
 from mitoscale.simulate.geometry import Tube, bezier
+from mitoscale.simulate.raster_kernels import cover, deposit
 
 __all__ = ["rasterise", "segment_count"]
 
@@ -57,20 +58,6 @@ def segment_count(arc_nm: float) -> int:
         if arc_nm <= n * _SEGMENT_NM:
             return n
     return _BUCKETS[-1]
-
-
-def _hat_cdf(u: np.ndarray) -> np.ndarray:
-    """Integral of the unit hat function (support [-1, 1]) from -inf to ``u``."""
-    u = np.clip(u, -1.0, 1.0)
-    return np.where(u <= 0, 0.5 * (u + 1) ** 2, 1.0 - 0.5 * (1 - u) ** 2)
-
-
-def _expand(y0, x0, hh, ww):
-    """Row and column of every pixel of a list of windows, and each pixel's window index."""
-    sizes = hh * ww
-    owner = np.repeat(np.arange(len(sizes)), sizes)
-    local = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-    return y0[owner] + local // ww[owner], x0[owner] + local % ww[owner], owner
 
 
 def _geometry(tubes: list[Tube]):
@@ -102,9 +89,10 @@ def rasterise(
     """Dye density on object planes and the ground-truth mask of every tube.
 
     Every polyline segment is paired with the pixels of its own small window
-    (its bounding box grown by the radius), so the work is a few NumPy passes
-    over those (pixel, segment) pairs; per-pixel results of a tube are
-    combined with ``ufunc.at`` (any inside, highest top, lowest bottom).
+    (its bounding box grown by the radius); one compiled pass over those
+    (pixel, segment) pairs combines the results per object pixel (any
+    inside, highest top, lowest bottom) and a second one spreads each
+    pixel's z interval onto the planes (:mod:`~mitoscale.simulate.raster_kernels`).
 
     Parameters
     ----------
@@ -186,27 +174,11 @@ def rasterise(
     ty0, tx0, thh, tww = window(lo[:, 0], lo[:, 1], hi[:, 0], hi[:, 1])
     tstart = np.cumsum(thh * tww) - thh * tww
     n_pix = int((thh * tww).sum())
-    # ... and one per segment, whose pixels are paired with that segment
+    # ... and one per segment, whose pixels are tested against that segment (compiled)
     sy0, sx0, shh, sww = window(np.minimum(a[:, 0], b[:, 0]) - r_seg, np.minimum(a[:, 1], b[:, 1]) - r_seg,
                                 np.maximum(a[:, 0], b[:, 0]) + r_seg, np.maximum(a[:, 1], b[:, 1]) + r_seg)
-    row, col, seg = _expand(sy0, sx0, shh, sww)
-    t_of = seg_tube[seg]
-    key = tstart[t_of] + (row - ty0[t_of]) * tww[t_of] + (col - tx0[t_of])
-
-    # lateral geometry of each (pixel, segment) pair
-    l2_seg = step[:, 0] ** 2 + step[:, 1] ** 2  # squared xy length L^2
-    inv = np.where(l2_seg > 0, 1.0 / np.maximum(l2_seg, 1e-300), 0.0)
-    dx = (col + 0.5) * p - a[seg, 0]
-    dy = (row + 0.5) * p - a[seg, 1]
-    s0 = (dx * step[seg, 0] + dy * step[seg, 1]) * inv[seg]  # unclamped projection parameter
-    l2 = l2_seg[seg]
-    h2 = r_seg[seg] ** 2 - (dx * dx + dy * dy - s0 * s0 * l2)  # r^2 - distance^2 to the line
-    inside = h2 - (np.clip(s0, 0.0, 1.0) - s0) ** 2 * l2 >= 0  # within r of the segment
-    in_win = np.zeros(n_pix, dtype=bool)
-    in_win[key[inside]] = True
-    if density:
-        sel = np.flatnonzero(inside)
-        z_lo, z_hi = _z_interval(a, step, l2_seg, seg[sel], key[sel], s0[sel], l2[sel], h2[sel], n_pix)
+    in_win, z_lo, z_hi = cover(a, step, r_seg, _k_ds(step), seg_tube, np.stack([sy0, sx0, shh, sww], axis=1),
+                               np.stack([ty0, tx0, thh, tww], axis=1), tstart, p, n_pix, density)
     pix = np.flatnonzero(in_win)
     owner = np.searchsorted(tstart, pix, side="right") - 1
     local = pix - tstart[owner]
@@ -214,28 +186,13 @@ def rasterise(
     pcol = tx0[owner] + local % tww[owner]
 
     if density:
-        # exact hat-function (linear interpolation) weights on every plane
-        # only the planes within dz of a pixel's interval can get weight: evaluate those
-        # (the same values, in the same pixel-major, plane-ascending order as on all planes)
-        zh, zl = z_hi[pix], z_lo[pix]
-        j0 = np.clip(np.floor((zl - plane_z[0]) / dz).astype(np.int64) - 1, 0, n_planes - 1)
-        j1 = np.clip(np.ceil((zh - plane_z[0]) / dz).astype(np.int64) + 1, 0, n_planes - 1)
-        span = int((j1 - j0).max()) + 1 if pix.size else 1
-        jj = j0[:, None] + np.arange(span)[None, :]  # (n_in, span)
-        valid = jj <= j1[:, None]
-        jj = np.minimum(jj, n_planes - 1)
-        pz = plane_z[jj]
-        u_hi = (zh[:, None] - pz) / dz
-        u_lo = (zl[:, None] - pz) / dz
+        # exact hat-function (linear interpolation) weights on the planes within dz of each
+        # pixel's interval, accumulated in float32, pixel-major and plane-ascending (compiled)
         amount = dz * bright[owner]
         if texture is not None:
             amount = amount * _texture(texture, owner, (pcol + 0.5) * p, (prow + 0.5) * p)
-        wgt = (_hat_cdf(u_hi) - _hat_cdf(u_lo)) * amount[:, None]  # (n_in, span)
-        nz_i, nz_k = np.nonzero((wgt > 0) & valid)
-        nz_j = jj[nz_i, nz_k]
-        flat = nz_j * (gh * gw) + ((prow + m) * gw + (pcol + m))[nz_i]
         dens = np.zeros((n_planes, gh, gw), dtype=np.float32)
-        np.add.at(dens.reshape(-1), flat, wgt[nz_i, nz_k].astype(np.float32))
+        deposit(dens.reshape(-1), z_lo[pix], z_hi[pix], amount, (prow + m) * gw + (pcol + m), plane_z, dz)
     else:
         dens = None
 
@@ -255,26 +212,16 @@ def rasterise(
     return dens, masks
 
 
+def _k_ds(step: np.ndarray) -> np.ndarray:
+    """``1 / (L sqrt(L^2 + step_z^2))`` per segment (``L`` its xy length), 1e30 for a vertical one.
 
-def _z_interval(a, step, l2_seg, seg, key, s0, l2, h2, n_pix):
-    """Lowest bottom and highest top, per window pixel, of the capsules over it (see the module doc)."""
-    # vertical extent of the segment's capsule above/below the pixel centre
-    sz = step[seg, 2]
+    The capsule's chord top along a segment is highest at ``s0 + h step_z k_ds``
+    (see the module doc).
+    """
+    l2_seg = step[:, 0] ** 2 + step[:, 1] ** 2
     length3 = np.sqrt(l2_seg + step[:, 2] ** 2)
     with np.errstate(divide="ignore", invalid="ignore"):
-        k_ds = np.where(l2_seg > 0, 1.0 / np.sqrt(l2_seg) / np.maximum(length3, 1e-300), 1e30)
-    ds = np.sqrt(np.maximum(h2, 0.0)) * sz * k_ds[seg]  # h sin(tilt) / L
-    s_hi = np.clip(s0 + ds, 0.0, 1.0)
-    s_lo = np.clip(s0 - ds, 0.0, 1.0)
-    top = a[seg, 2] + s_hi * sz + np.sqrt(np.maximum(h2 - (s_hi - s0) ** 2 * l2, 0.0))
-    bottom = a[seg, 2] + s_lo * sz - np.sqrt(np.maximum(h2 - (s_lo - s0) ** 2 * l2, 0.0))
-
-    # union over the segments of each tube, per pixel
-    z_hi = np.full(n_pix, -np.inf)
-    z_lo = np.full(n_pix, np.inf)
-    np.maximum.at(z_hi, key, top)
-    np.minimum.at(z_lo, key, bottom)
-    return z_lo, z_hi
+        return np.where(l2_seg > 0, 1.0 / np.sqrt(l2_seg) / np.maximum(length3, 1e-300), 1e30)
 
 
 def _texture(texture, owner: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
