@@ -13,11 +13,11 @@ few percent of the mosaic, so this costs a fraction of the full transforms.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 __all__ = ["skeleton_pixels"]
-
-_KERNEL = None
 
 
 def skeleton_pixels(canvas: np.ndarray, skel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -38,12 +38,10 @@ def skeleton_pixels(canvas: np.ndarray, skel: np.ndarray) -> tuple[np.ndarray, n
     lone : (H, W) bool
         Skeleton pixels with no skeleton pixel among their 8 neighbours.
     """
-    global _KERNEL
-    if _KERNEL is None:
-        _KERNEL = _compile()
-    return _KERNEL(np.ascontiguousarray(canvas, dtype=np.bool_), np.ascontiguousarray(skel, dtype=np.bool_))
+    return _compile()(np.ascontiguousarray(canvas, dtype=np.bool_), np.ascontiguousarray(skel, dtype=np.bool_))
 
 
+@functools.cache  # compiled on first use, once per process
 def _compile():
     import numba
 

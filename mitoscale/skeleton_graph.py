@@ -24,11 +24,11 @@ default); the simulator asks for this engine.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 __all__ = ["graph_columns"]
-
-_KERNEL = None
 
 
 def graph_columns(skel: np.ndarray, owner: np.ndarray, half: np.ndarray, n: int) -> dict[str, np.ndarray]:
@@ -53,16 +53,14 @@ def graph_columns(skel: np.ndarray, owner: np.ndarray, half: np.ndarray, n: int)
         (junction clusters), ``n_end_points``, ``tortuosity`` (one open
         path: length over end-to-end distance; else NaN).
     """
-    global _KERNEL
-    if _KERNEL is None:
-        _KERNEL = _compile()
-    tips, paths, n_paths, branches, junctions, ends, tort = _KERNEL(
+    tips, paths, n_paths, branches, junctions, ends, tort = _compile()(
         np.ascontiguousarray(skel, dtype=np.bool_), np.ascontiguousarray(owner, dtype=np.int32),
         np.ascontiguousarray(half, dtype=np.float64), int(n))
     return dict(tip_length=tips, path_length=paths, n_paths=n_paths, n_branches=branches,
                 n_branch_points=junctions, n_end_points=ends, tortuosity=tort)
 
 
+@functools.cache  # compiled on first use, once per process
 def _compile():
     import numba
 

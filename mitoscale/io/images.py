@@ -374,12 +374,11 @@ def _frame(src: ImageSource, data: Any, t: int, z: int | None, channel: int | st
         if z is not None:
             return data[t, z]
         return data[t].max(axis=0) if data.shape[1] > 1 else data[t, 0]
-    pos = {"t": t, "c": _channel_index(src, channel) if "c" in src.axes else None,
-           "z": z if z is not None else slice(None)}
-    index = tuple(pos[a] if a in pos else slice(None) for a in src.axes)
-    project = "z" in src.axes and z is None and src.size("z") > 1
-    if "z" in src.axes and z is None and not project:
-        index = tuple(0 if a == "z" else i for a, i in zip(src.axes, index))
+    project = z is None and src.size("z") > 1
+    pos = {"t": t, "z": slice(None) if project else (z or 0)}
+    if "c" in src.axes:
+        pos["c"] = _channel_index(src, channel)
+    index = tuple(pos.get(a, slice(None)) for a in src.axes)
     return FrameRef(src.array, index, project, tuple(data.shape[-2:]), data.dtype)
 
 

@@ -96,9 +96,13 @@ def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(cols, schema=schema)
 
 
+def _as_keys(rows) -> list[tuple]:
+    """Location rows ``(image_id, well, field, t, z)`` as comparable tuples."""
+    return [(str(a), str(b), int(c), int(d), int(e)) for a, b, c, d, e in rows]
+
+
 def _key_tuples(table: pa.Table) -> list[tuple]:
-    cols = [table.column(k).to_pylist() for k in LOCATION_KEYS]
-    return [(str(a), str(b), int(c), int(d), int(e)) for a, b, c, d, e in zip(*cols)]
+    return _as_keys(zip(*(table.column(k).to_pylist() for k in LOCATION_KEYS)))
 
 
 def _frame_runs(table: pa.Table) -> list[tuple[tuple, int, int]]:
@@ -141,7 +145,7 @@ def compact_partition(out: str | Path, partition: str) -> dict:
     owner: dict[tuple, int] = {}
     for i, (p, s) in enumerate(zip(sources, schemas)):
         keys = {k for k, _, _ in _frame_runs(pq.read_table(p, columns=LOCATION_KEYS))}
-        keys |= {(str(a), str(b), int(c), int(d), int(e)) for a, b, c, d, e in _locations(s).itertuples(index=False)}
+        keys |= set(_as_keys(_locations(s).itertuples(index=False)))
         for k in keys:
             owner[k] = i
     locs = _locations_frame(pd.DataFrame(list(owner), columns=LOCATION_KEYS))

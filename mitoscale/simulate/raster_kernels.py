@@ -22,11 +22,11 @@ after the first.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 __all__ = ["cover", "deposit"]
-
-_KERNELS = None
 
 
 def cover(a, step, r_seg, k_ds, seg_obj, seg_win, obj_win, tstart, pixel_size_nm, n_pix, with_z):
@@ -59,7 +59,7 @@ def cover(a, step, r_seg, k_ds, seg_obj, seg_win, obj_win, tstart, pixel_size_nm
     inside : (n_pix,) bool
     z_lo, z_hi : (n_pix,) float64
     """
-    return _kernels()[0](a, step, r_seg, k_ds, seg_obj, seg_win, obj_win, tstart,
+    return _compile()[0](a, step, r_seg, k_ds, seg_obj, seg_win, obj_win, tstart,
                          float(pixel_size_nm), int(n_pix), bool(with_z))
 
 
@@ -79,16 +79,10 @@ def deposit(dens, z_lo, z_hi, amount, flat_xy, plane_z, dz):
     plane_z : (P,) float64
     dz : float
     """
-    _kernels()[1](dens, z_lo, z_hi, amount, flat_xy, plane_z, float(dz))
+    _compile()[1](dens, z_lo, z_hi, amount, flat_xy, plane_z, float(dz))
 
 
-def _kernels():
-    global _KERNELS
-    if _KERNELS is None:
-        _KERNELS = _compile()
-    return _KERNELS
-
-
+@functools.cache  # compiled on first use, once per process
 def _compile():
     import numba
 

@@ -11,11 +11,11 @@ fancy indexing gave, without its transposed temporaries.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 __all__ = ["gather_support", "scatter_support"]
-
-_KERNELS = None
 
 
 def gather_support(cols: np.ndarray, support: np.ndarray, planes: np.ndarray, n_planes: int) -> np.ndarray:
@@ -36,7 +36,7 @@ def gather_support(cols: np.ndarray, support: np.ndarray, planes: np.ndarray, n_
     (K, n_planes) complex64
     """
     spec = np.zeros((support.size, n_planes), dtype=np.complex64)
-    _kernels()[0](cols.reshape(cols.shape[0], -1).view(np.float32), support, planes,
+    _compile()[0](cols.reshape(cols.shape[0], -1).view(np.float32), support, planes,
                   spec.view(np.float32).reshape(support.size, n_planes, 2))
     return spec
 
@@ -58,17 +58,11 @@ def scatter_support(acc: np.ndarray, support: np.ndarray, grid_size: int) -> np.
     (F, grid_size) complex64
     """
     full = np.zeros((acc.shape[1], grid_size), dtype=np.complex64)
-    _kernels()[1](acc, support, full.view(np.float32))
+    _compile()[1](acc, support, full.view(np.float32))
     return full
 
 
-def _kernels():
-    global _KERNELS
-    if _KERNELS is None:
-        _KERNELS = _compile()
-    return _KERNELS
-
-
+@functools.cache  # compiled on first use, once per process
 def _compile():
     import numba
 
